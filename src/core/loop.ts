@@ -1,0 +1,833 @@
+// The research loop, top to bottom: start a session → run a candidate → measure it → keep or revert.
+import { existsSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { loadConfig, parseConfig, CONFIG_FILE, type Config } from './config.js';
+import { RatchetError, isRatchetError } from './errors.js';
+import { Git } from './git.js';
+import { Ledger, ledgerPath, type ExperimentRow, type ExperimentState, type SessionRow } from './ledger.js';
+import { readLogPage, type LogPage } from './log-reader.js';
+import { parseMetrics, readMetricText } from './metric.js';
+import { checkEditSurface, describeViolations, pinProtected, restorePinned, savePinnedContent, verifyPins, type Pin } from './surface.js';
+import { chooseGpus, cudaVisibleDevices, listGpus, type Gpu } from './gpu.js';
+import { startRun, readRunResult, waitForRunResult, cancelRun, isSupervisorAlive, sweepRun, readLogTail } from './runner/runner.js';
+import type { RunResult } from './runner/run-spec.js';
+import type { ConstraintCheck, ExperimentView, MetricReport, SessionView, Status } from './views.js';
+
+export const DEFAULT_WAIT_SECONDS = 45;
+export const MAX_WAIT_SECONDS = 50;
+const CRASH_TAIL_LINES = 50;
+const PROGRESS_EVERY_MS = 5_000;
+
+export interface LoopOptions {
+  repo: string;
+  logger: Logger;
+  /** nvidia-smi binary; tests point this at a fake that replays real output. */
+  nvidiaSmi?: string;
+  containment?: 'auto' | 'cgroup' | 'proc';
+}
+
+export interface Progress {
+  elapsedSeconds: number;
+  budgetSeconds: number;
+  phase: string;
+  lastLogLine: string | null;
+}
+
+type Phase = 'run' | 'evaluate';
+
+export class ResearchLoop {
+  readonly repo: string;
+  readonly stateDir: string;
+  private readonly log: Logger;
+  private readonly git: Git;
+  private ledgerHandle: Ledger | null = null;
+  /** One driver per in-flight experiment: it follows the run to its result and records it. */
+  private readonly drivers = new Map<number, Promise<void>>();
+  private closed = false;
+
+  constructor(private readonly opts: LoopOptions) {
+    this.repo = opts.repo;
+    this.stateDir = join(opts.repo, '.ratchet');
+    this.log = opts.logger;
+    this.git = new Git(opts.repo);
+  }
+
+  get ledger(): Ledger {
+    if (!this.ledgerHandle) {
+      mkdirSync(this.stateDir, { recursive: true });
+      this.ledgerHandle = new Ledger(ledgerPath(this.repo));
+    }
+    return this.ledgerHandle;
+  }
+
+  get resultsTsvPath(): string {
+    return join(this.stateDir, 'results.tsv');
+  }
+
+  // ---------------------------------------------------------------- start
+
+  async startSession(input: { tag?: string }): Promise<{ session: SessionView; baseline: ExperimentView }> {
+    const config = loadConfig(this.repo);
+    await this.git.assertUsable();
+    const inFlight = this.ledger.unfinishedExperiments()[0];
+    if (inFlight) throw busyError(inFlight.id);
+
+    const tag = input.tag ?? (await this.freeDefaultTag());
+    const branch = `ratchet/${tag}`;
+    if (!(await this.git.isValidBranchName(branch))) {
+      throw new RatchetError('invalid_argument', `"${tag}" cannot be part of a git branch name.`, 'Use letters, digits, "-" and "_", e.g. "nov23" or "lr-sweep".');
+    }
+    if (this.ledger.sessionByTag(tag) || (await this.git.refExists(`refs/heads/${branch}`))) {
+      throw new RatchetError('session_exists', `Tag "${tag}" is taken: branch ${branch} or its session already exists.`, 'Pick a fresh tag, or omit it to get a free date-based one.');
+    }
+    await this.requireGpuIfConfigured(config);
+
+    await this.git.excludeFromGit('/.ratchet/');
+    const head = await this.git.head();
+    const currentPins = await pinProtected(this.repo, config.protected);
+    const { changed, violations } = await checkEditSurface({
+      repo: this.repo,
+      baseCommit: head,
+      editable: config.editable,
+      pins: currentPins,
+      protectedGlobs: config.protected,
+    });
+    if (violations.length) {
+      throw new RatchetError(
+        'surface_violation',
+        `The working tree has uncommitted changes outside the edit surface, so the baseline would not be a committed state:\n${describeViolations(violations)}`,
+        'Commit or stash those changes (protected files must be committed as they should be pinned), then call start_session again.',
+        { violations },
+      );
+    }
+
+    await this.git.createBranch(branch);
+    let best = head;
+    if (changed.length) {
+      // Edits inside the surface become the baseline commit, so the baseline measures exactly what the branch holds.
+      const snap = await this.git.snapshot(head, `ratchet: baseline for ${tag} (edits present at session start)`, this.scratchDir);
+      await this.git.advanceBranch(branch, snap.commit, head);
+      best = snap.commit;
+    }
+    const pins = await pinProtected(this.repo, config.protected);
+    await savePinnedContent(this.repo, pins, join(this.stateDir, 'pins'));
+
+    const session = this.ledger.createSession({
+      tag,
+      branch,
+      baseCommit: head,
+      bestCommit: best,
+      config: JSON.stringify(config),
+      pins: JSON.stringify(pins),
+    });
+    this.log.info({ tag, branch, best }, 'session started');
+    const baseline = this.ledger.createExperiment({
+      sessionId: session.id,
+      kind: 'baseline',
+      commit: best,
+      parentCommit: best,
+      description: 'baseline',
+      host: hostname(),
+    });
+    await this.git.setRef(`refs/ratchet/${tag}/${baseline.id}`, best);
+    const started = await this.launch(baseline, config, 'run');
+    return { session: this.sessionView(this.ledger.session(session.id)!), baseline: toView(started) };
+  }
+
+  // ---------------------------------------------------------------- run
+
+  async runExperiment(input: { description: string; hypothesis?: string }): Promise<ExperimentView> {
+    const { session, config } = this.requireSession();
+    const inFlight = this.ledger.unfinishedExperiments()[0];
+    if (inFlight) throw busyError(inFlight.id);
+    const pending = this.awaitingDecision(session);
+    if (pending) {
+      throw new RatchetError(
+        'awaiting_decision',
+        `Experiment ${pending.id} is measured and awaits a decision.`,
+        `Call keep {id: ${pending.id}} if read_metric shows it improved, otherwise revert {id: ${pending.id}}; then run the next experiment.`,
+      );
+    }
+    await this.requireOnBranch(session);
+
+    const pins = JSON.parse(session.pins) as Pin[];
+    const { changed, violations } = await checkEditSurface({
+      repo: this.repo,
+      baseCommit: session.bestCommit,
+      editable: config.editable,
+      pins,
+      protectedGlobs: config.protected,
+    });
+    if (violations.length) {
+      const refused = this.ledger.createExperiment({
+        sessionId: session.id,
+        kind: 'candidate',
+        parentCommit: session.bestCommit,
+        description: input.description,
+        hypothesis: input.hypothesis ?? null,
+        state: 'refused',
+        phase: 'done',
+        reason: `edit surface violated by ${violations.map((v) => v.path).join(', ')}`,
+        violations: JSON.stringify(violations),
+        endedAt: new Date().toISOString(),
+      });
+      this.log.warn({ id: refused.id, violations }, 'experiment refused');
+      throw new RatchetError(
+        'surface_violation',
+        `Experiment ${refused.id} refused: the change touches files outside the edit surface. Nothing was committed or run, and your working tree is as you left it.\n${describeViolations(violations)}`,
+        `Undo the listed changes (only ${config.editable.join(', ')} may change; protected files must match their pinned content), then call run_experiment again.`,
+        { experimentId: refused.id, violations },
+      );
+    }
+    if (!changed.length) {
+      throw new RatchetError(
+        'invalid_argument',
+        'The working tree equals the best commit: there is nothing to try.',
+        `Edit ${config.editable.join(', ')} with your next idea, then call run_experiment.`,
+      );
+    }
+
+    const gpus = await this.allocateGpus(config);
+    const e = this.ledger.createExperiment({
+      sessionId: session.id,
+      kind: 'candidate',
+      parentCommit: session.bestCommit,
+      description: input.description,
+      hypothesis: input.hypothesis ?? null,
+      host: hostname(),
+    });
+    const message = `ratchet #${e.id}: ${input.description}${input.hypothesis ? `\n\n${input.hypothesis}` : ''}\n\nRatchet-Experiment: ${e.id}`;
+    const { commit } = await this.git.snapshot(session.bestCommit, message, this.scratchDir);
+    await this.git.setRef(`refs/ratchet/${session.tag}/${e.id}`, commit);
+    const diffStats = await this.git.diffStats(session.bestCommit, commit);
+    const committed = this.ledger.updateExperiment(e.id, { commit, diffStats: JSON.stringify(diffStats) });
+    return toView(await this.launch(committed, config, 'run', gpus));
+  }
+
+  /** Hands one phase of an experiment to a detached supervisor, then follows it in the background. */
+  private async launch(e: ExperimentRow, config: Config, phase: Phase, gpus?: { indices: number[]; model: string | null } | null): Promise<ExperimentRow> {
+    const dir = this.runDir(e.id);
+    mkdirSync(dir, { recursive: true });
+    const step = phase === 'run' ? config.run : config.evaluate!;
+    const assigned = gpus === undefined ? (e.gpus ? (JSON.parse(e.gpus) as { indices: number[] }).indices : null) : gpus?.indices ?? null;
+    const token = `${e.id}-${phase}-${randomBytes(6).toString('hex')}`;
+    const env: Record<string, string> = {
+      ...step.env,
+      RATCHET_EXPERIMENT_ID: String(e.id),
+      RATCHET_PHASE: phase,
+    };
+    if (assigned) env.CUDA_VISIBLE_DEVICES = cudaVisibleDevices(assigned);
+    try {
+      const { supervisorPid } = await startRun({
+        command: step.command,
+        cwd: this.repo,
+        env,
+        budgetSeconds: step.budgetSeconds,
+        graceSeconds: step.graceSeconds,
+        logPath: join(dir, `${phase}.log`),
+        resultPath: join(dir, `${phase}.result.json`),
+        maxLogBytes: Math.round((config.run.maxLogMegabytes ?? 256) * 1024 * 1024),
+        containment: this.opts.containment ?? 'auto',
+        token,
+      });
+      const updated = this.ledger.updateExperiment(e.id, {
+        state: 'running',
+        phase,
+        runToken: token,
+        supervisorPid,
+        logPath: e.logPath ?? join(dir, 'run.log'),
+        startedAt: e.startedAt ?? new Date().toISOString(),
+        ...(gpus !== undefined ? { gpus: gpus ? JSON.stringify(gpus) : null } : {}),
+      });
+      this.log.info({ id: e.id, phase, supervisorPid, gpus: assigned }, 'run started');
+      void this.drive(e.id);
+      return updated;
+    } catch (err) {
+      this.log.error({ err, id: e.id }, 'could not start the run');
+      return this.finish(e.id, 'crashed', `ratchet could not start the ${phase} command: ${(err as Error).message}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- measure
+
+  /** Follows an experiment until it is recorded; idempotent, and safe to call again after a restart. */
+  private drive(id: number): Promise<void> {
+    const existing = this.drivers.get(id);
+    if (existing) return existing;
+    const driver = this.advance(id)
+      .catch((err) => {
+        this.log.error({ err, id }, 'driver failed');
+        const e = this.ledger.experiment(id);
+        if (e && (e.state === 'running' || e.state === 'queued')) this.finish(id, 'crashed', `ratchet failed while recording the run: ${(err as Error).message}`);
+      })
+      .finally(() => this.drivers.delete(id));
+    this.drivers.set(id, driver);
+    return driver;
+  }
+
+  private async advance(id: number): Promise<void> {
+    for (;;) {
+      const e = this.ledger.experiment(id)!;
+      if (e.state !== 'running' || this.closed) return;
+      const phase = e.phase as Phase;
+      const result = await this.awaitPhase(e, phase);
+      if (this.closed) return;
+      const fresh = this.ledger.experiment(id)!;
+      if (fresh.state !== 'running') return;
+      if (!result) {
+        const swept = await sweepRun(e.runToken!);
+        this.finish(id, 'crashed', `the ${phase} supervisor died without a result (was the machine or ratchet killed?); ${swept} leftover process(es) were killed`);
+        return;
+      }
+      const config = parseConfig(JSON.parse(this.ledger.session(e.sessionId)!.config));
+      const failure = judge(result, phase, config);
+      if (phase === 'run') {
+        this.ledger.updateExperiment(id, {
+          exitCode: result.exitCode,
+          signal: result.signal,
+          durationMs: result.durationMs,
+          peakMemoryBytes: result.peakMemoryBytes,
+          memoryMethod: `${result.memoryMethod} (containment: ${result.containment})`,
+        });
+      }
+      if (failure) {
+        this.finish(id, failure.state, failure.reason);
+        return;
+      }
+      if (phase === 'run') {
+        const tampered = await this.restoreTamperedPins(e);
+        if (tampered.length) {
+          this.finish(id, 'crashed', `the run modified protected file(s) ${tampered.join(', ')}; they were restored to their pinned content and the run is not trusted`);
+          return;
+        }
+        if (config.evaluate) {
+          await this.launch(this.ledger.experiment(id)!, config, 'evaluate');
+          return; // the evaluate phase has its own driver
+        }
+      }
+      this.measure(id, config, phase);
+      return;
+    }
+  }
+
+  private async awaitPhase(e: ExperimentRow, phase: Phase): Promise<RunResult | null> {
+    const resultPath = join(this.runDir(e.id), `${phase}.result.json`);
+    for (;;) {
+      const result = await waitForRunResult(resultPath, { timeoutMs: 1_000, tickMs: 100 });
+      if (result || this.closed) return result;
+      if (!isSupervisorAlive(e.supervisorPid!, e.runToken!)) return readRunResult(resultPath);
+    }
+  }
+
+  private async restoreTamperedPins(e: ExperimentRow): Promise<string[]> {
+    const session = this.ledger.session(e.sessionId)!;
+    const pins = JSON.parse(session.pins) as Pin[];
+    const config = parseConfig(JSON.parse(session.config));
+    const bad = await verifyPins(this.repo, pins, config.protected);
+    if (!bad.length) return [];
+    const paths = bad.map((v) => v.path);
+    await restorePinned(this.repo, pins, join(this.stateDir, 'pins'), paths);
+    this.log.warn({ id: e.id, paths }, 'run tampered with protected files; restored');
+    return paths;
+  }
+
+  /** Reads the metric (from the trusted evaluate output when configured) and records the measurement. */
+  private measure(id: number, config: Config, phase: Phase): void {
+    const dir = this.runDir(id);
+    const runText = readMetricText(join(dir, 'run.log'));
+    const sourceText = phase === 'evaluate' ? readMetricText(join(dir, 'evaluate.log')) : runText;
+    const extra = config.metric.constraints.map((c) => c.metric).filter((m) => m !== config.metric.name);
+    const names = [...new Set([...config.metric.secondary, ...extra])];
+    const spec = { name: config.metric.name, pattern: config.metric.pattern, secondary: names };
+    const primary = parseMetrics(sourceText, spec);
+    const fallback = phase === 'evaluate' ? parseMetrics(runText, { ...spec, name: '\0' }) : primary;
+    const secondary: Record<string, number> = { ...fallback.secondary, ...primary.secondary };
+    if (primary.value === null) {
+      const where = phase === 'evaluate' ? 'the evaluate command' : 'the run';
+      this.finish(id, 'crashed', `${where} finished but printed no "${config.metric.name}: <number>" line (or METRIC ${config.metric.name}=<number>); read_log shows what it printed`);
+      return;
+    }
+    const checks = checkConstraints(config, primary.value, secondary);
+    const e = this.ledger.experiment(id)!;
+    const host = e.host ?? hostname();
+    const gpuModel = e.gpus ? ((JSON.parse(e.gpus) as { model: string | null }).model ?? null) : null;
+    this.ledger.db.transaction(() => {
+      this.ledger.addSample({ experimentId: id, name: config.metric.name, value: primary.value!, source: phase, host, gpuModel });
+      for (const [name, value] of Object.entries(secondary)) {
+        const source = phase === 'evaluate' && name in primary.secondary ? 'evaluate' : 'run';
+        this.ledger.addSample({ experimentId: id, name, value, source, host, gpuModel });
+      }
+      this.ledger.updateExperiment(id, {
+        metric: primary.value,
+        secondary: JSON.stringify(secondary),
+        constraintChecks: JSON.stringify(checks),
+      });
+    })();
+    if (e.kind === 'baseline') {
+      this.ledger.updateExperiment(id, { decision: 'kept', decisionReason: 'baseline' });
+      this.ledger.setBest(e.sessionId, id, e.commit!);
+    }
+    this.finish(id, 'measured', null);
+  }
+
+  private finish(id: number, state: ExperimentState, reason: string | null): ExperimentRow {
+    const row = this.ledger.updateExperiment(id, { state, phase: 'done', reason, endedAt: new Date().toISOString() });
+    this.log.info({ id, state, metric: row.metric, reason }, 'experiment finished');
+    const session = this.ledger.session(row.sessionId)!;
+    this.writeResults(session);
+    return row;
+  }
+
+  // ---------------------------------------------------------------- wait and read
+
+  async waitExperiment(id: number, waitSeconds = DEFAULT_WAIT_SECONDS, onProgress?: (p: Progress) => void): Promise<ExperimentView> {
+    const e = this.requireExperiment(id);
+    if (e.state === 'running') {
+      const driver = this.drive(id);
+      const session = this.ledger.session(e.sessionId)!;
+      const config = parseConfig(JSON.parse(session.config));
+      const ticker = onProgress
+        ? setInterval(() => {
+            const now = this.ledger.experiment(id)!;
+            onProgress(this.progressOf(now, config));
+          }, PROGRESS_EVERY_MS)
+        : null;
+      try {
+        await Promise.race([driver.then(() => this.followEvaluate(id)), sleep(clampWait(waitSeconds) * 1000)]);
+      } finally {
+        if (ticker) clearInterval(ticker);
+      }
+    }
+    return toView(this.ledger.experiment(id)!);
+  }
+
+  /** The run's driver hands over to the evaluate phase's driver; a waiter must follow that one too. */
+  private async followEvaluate(id: number): Promise<void> {
+    for (let e = this.ledger.experiment(id)!; e.state === 'running'; e = this.ledger.experiment(id)!) {
+      await this.drive(id);
+      if (this.closed) return;
+    }
+  }
+
+  private progressOf(e: ExperimentRow, config: Config): Progress {
+    const phase = e.phase === 'evaluate' ? 'evaluate' : 'run';
+    const started = e.startedAt ? Date.parse(e.startedAt) : Date.now();
+    const log = join(this.runDir(e.id), `${phase}.log`);
+    const last = existsSync(log) ? readLogTail(log, 1)[0] ?? null : null;
+    return {
+      elapsedSeconds: Math.round((Date.now() - started) / 1000),
+      budgetSeconds: phase === 'evaluate' ? config.evaluate!.budgetSeconds : config.run.budgetSeconds,
+      phase,
+      lastLogLine: last,
+    };
+  }
+
+  readMetric(id?: number): MetricReport {
+    const { session, config } = this.requireSession();
+    const e = id === undefined ? this.ledger.latestExperiment(session.id) : this.requireExperiment(id);
+    if (!e) throw new RatchetError('unknown_experiment', 'This session has no experiment yet.', 'Call start_session, or run_experiment after editing.');
+    const best = session.bestExperimentId !== null ? this.ledger.experiment(session.bestExperimentId) : undefined;
+    const comparison =
+      e.metric === null
+        ? null
+        : compare(e.metric, best && best.id !== e.id ? best : undefined, config.metric.direction);
+    const checks = JSON.parse(e.constraintChecks) as ConstraintCheck[];
+    const ran = e.state === 'crashed' || e.state === 'timed_out' || e.state === 'cancelled';
+    const logTail = ran && e.logPath ? this.crashTail(e) : null;
+    return {
+      experiment: toView(e),
+      metricName: config.metric.name,
+      comparison,
+      constraints: checks,
+      keepable: this.keepRefusal(session, config, e, false) === null,
+      logTail,
+    };
+  }
+
+  private crashTail(e: ExperimentRow): string[] {
+    const evaluateLog = join(this.runDir(e.id), 'evaluate.log');
+    const log = e.phase === 'done' && existsSync(evaluateLog) ? evaluateLog : e.logPath!;
+    return existsSync(log) ? readLogTail(log, CRASH_TAIL_LINES).map((l) => (l.length > 500 ? `${l.slice(0, 500)}…` : l)) : [];
+  }
+
+  // ---------------------------------------------------------------- keep and revert
+
+  async keep(input: { id: number; force?: boolean; reason?: string }): Promise<{ experiment: ExperimentView; session: SessionView }> {
+    const { session, config } = this.requireSession();
+    const e = this.requireExperiment(input.id, session);
+    const refusal = this.keepRefusal(session, config, e, input.force === true, input.reason);
+    if (refusal) throw refusal;
+    await this.requireOnBranch(session);
+    await this.git.advanceBranch(session.branch, e.commit!, session.bestCommit);
+    const forced = input.force === true && !isStrictlyBetter(e, session, this.ledger, config);
+    this.ledger.db.transaction(() => {
+      this.ledger.updateExperiment(e.id, { decision: 'kept', forced: forced ? 1 : 0, decisionReason: forced ? `forced: ${input.reason}` : 'improved' });
+      this.ledger.setBest(session.id, e.id, e.commit!);
+    })();
+    const updated = this.ledger.session(session.id)!;
+    this.writeResults(updated);
+    this.log.info({ id: e.id, metric: e.metric, forced }, 'kept');
+    return { experiment: toView(this.ledger.experiment(e.id)!), session: this.sessionView(updated) };
+  }
+
+  /** Null when `keep` may proceed, else the error that says why not and what to do. */
+  private keepRefusal(session: SessionRow, config: Config, e: ExperimentRow, force: boolean, reason?: string): RatchetError | null {
+    const refuse = (message: string, hint: string) => new RatchetError('not_decidable', message, hint, { experimentId: e.id });
+    if (e.kind === 'baseline') return refuse(`Experiment ${e.id} is the baseline; it is already the starting point.`, 'Edit, then call run_experiment.');
+    if (e.decision) return refuse(`Experiment ${e.id} was already ${e.decision}.`, 'Run a new experiment.');
+    if (e.state !== 'measured') {
+      return refuse(`Experiment ${e.id} is ${e.state}, not measured, so there is nothing to keep.`, e.state === 'running' ? `Call wait_experiment {id: ${e.id}} first.` : 'Fix the problem (read_metric shows the log tail) and call run_experiment again.');
+    }
+    const latest = this.ledger.latestRunExperiment(session.id);
+    if (latest && latest.id !== e.id) return refuse(`Experiment ${e.id} is not the latest experiment (${latest.id} is).`, 'Only the latest measured candidate can be kept; re-apply the idea and run it again.');
+    const failed = (JSON.parse(e.constraintChecks) as ConstraintCheck[]).filter((c) => !c.ok);
+    if (failed.length) {
+      return refuse(
+        `Experiment ${e.id} violates constraint(s): ${failed.map((c) => `${c.metric}=${c.value ?? 'missing'} (${c.min !== undefined ? `min ${c.min}` : ''}${c.min !== undefined && c.max !== undefined ? ', ' : ''}${c.max !== undefined ? `max ${c.max}` : ''})`).join('; ')}.`,
+        `Call revert {id: ${e.id}} and try an idea that stays within the constraints.`,
+      );
+    }
+    const best = session.bestExperimentId !== null ? this.ledger.experiment(session.bestExperimentId) : undefined;
+    if (!best || best.metric === null) return null; // the baseline never measured: the first measurement sets the bar
+    const cmp = compare(e.metric!, best, config.metric.direction);
+    if (cmp.improved) return null;
+    if (cmp.equal && force) {
+      return reason && reason.trim() ? null : refuse('force needs a reason.', 'Say why the equal result is worth keeping, e.g. "same val_bpb with 40 fewer lines".');
+    }
+    const verb = config.metric.direction === 'minimize' ? 'lower' : 'higher';
+    return refuse(
+      `Experiment ${e.id} did not improve: ${config.metric.name} ${fmt(e.metric!)} vs best ${fmt(best.metric)} (delta ${fmt(cmp.delta!)}; must be strictly ${verb}).`,
+      cmp.equal
+        ? `It ties the best. If it is simpler, call keep {id: ${e.id}, force: true, reason: "..."}; otherwise revert {id: ${e.id}}.`
+        : `Call revert {id: ${e.id}} and try another idea.`,
+    );
+  }
+
+  async revert(input: { id?: number }): Promise<{ experiment: ExperimentView | null; resetTo: string; removedUntracked: string[]; savedWorktree: string | null }> {
+    const { session, config } = this.requireSession();
+    const inFlight = this.ledger.unfinishedExperiments()[0];
+    if (inFlight) throw new RatchetError('busy', `Experiment ${inFlight.id} is still running.`, `Call cancel_experiment {id: ${inFlight.id}} first, or wait_experiment until it ends.`);
+    const e = input.id === undefined ? this.ledger.latestRunExperiment(session.id) : this.requireExperiment(input.id, session);
+    if (e && input.id !== undefined) {
+      if (e.decision === 'kept') throw new RatchetError('not_decidable', `Experiment ${e.id} was kept; it is the best or part of its history.`, 'Nothing to revert. Edit and run the next experiment.');
+      const latest = this.ledger.latestRunExperiment(session.id);
+      if (latest && latest.id !== e.id && e.kind === 'candidate' && e.decision === null && e.state === 'measured') {
+        throw new RatchetError('not_decidable', `Experiment ${e.id} is not the latest experiment.`, 'Call revert without an id to reset to the best commit.');
+      }
+    }
+    await this.requireOnBranch(session);
+
+    // Whatever is in the working tree is committed under a ref first, so a revert can never lose an edit.
+    const snap = await this.git.snapshot(session.bestCommit, `ratchet: working tree before revert${e ? ` of #${e.id}` : ''}`, this.scratchDir);
+    const bestTree = await this.git.treeOf(session.bestCommit);
+    const candidateTree = e?.commit ? await this.git.treeOf(e.commit) : null;
+    let savedWorktree: string | null = null;
+    if (snap.tree !== bestTree && snap.tree !== candidateTree) {
+      savedWorktree = `refs/ratchet/${session.tag}/worktree-${Date.now()}`;
+      await this.git.setRef(savedWorktree, snap.commit);
+    }
+    const removedUntracked = await this.git.resetTo(session.bestCommit, config.editable, [...config.protected, CONFIG_FILE]);
+    let view: ExperimentView | null = null;
+    if (e && e.kind === 'candidate' && e.state === 'measured' && e.decision === null) {
+      view = toView(this.ledger.updateExperiment(e.id, { decision: 'reverted', decisionReason: 'reverted by the agent' }));
+      this.writeResults(session);
+    } else if (e) {
+      view = toView(e);
+    }
+    this.log.info({ id: e?.id, savedWorktree }, 'reverted');
+    return { experiment: view, resetTo: session.bestCommit, removedUntracked, savedWorktree };
+  }
+
+  // ---------------------------------------------------------------- cancel
+
+  async cancelExperiment(id: number): Promise<ExperimentView> {
+    const e = this.requireExperiment(id);
+    if (e.state !== 'running' && e.state !== 'queued') {
+      throw new RatchetError('not_decidable', `Experiment ${id} is ${e.state}; only a running experiment can be cancelled.`, 'Call status to see what is running.');
+    }
+    const config = parseConfig(JSON.parse(this.ledger.session(e.sessionId)!.config));
+    if (e.supervisorPid && e.runToken && cancelRun(e.supervisorPid, e.runToken)) {
+      const grace = (e.phase === 'evaluate' ? config.evaluate?.graceSeconds ?? 10 : config.run.graceSeconds) + 10;
+      await Promise.race([this.followEvaluate(id), sleep(grace * 1000)]);
+    }
+    const after = this.ledger.experiment(id)!;
+    if (after.state === 'running' || after.state === 'queued') {
+      if (after.runToken) await sweepRun(after.runToken);
+      return toView(this.finish(id, 'cancelled', 'cancelled by the agent'));
+    }
+    return toView(after);
+  }
+
+  // ---------------------------------------------------------------- status and listings
+
+  status(): Status {
+    let configError: string | null = null;
+    try {
+      loadConfig(this.repo);
+    } catch (err) {
+      configError = isRatchetError(err) ? err.message : String(err);
+    }
+    const session = this.ledger.activeSession();
+    const running = this.ledger.unfinishedExperiments()[0];
+    let runningView: Status['running'] = null;
+    if (running && session) {
+      const p = this.progressOf(running, parseConfig(JSON.parse(session.config)));
+      runningView = { id: running.id, phase: p.phase, elapsedSeconds: p.elapsedSeconds, budgetSeconds: p.budgetSeconds, lastLogLine: p.lastLogLine };
+    }
+    const pending = session ? this.awaitingDecision(session) : undefined;
+    return {
+      session: session ? this.sessionView(session) : null,
+      counts: session ? this.ledger.countsByState(session.id) : {},
+      running: runningView,
+      awaitingDecision: pending?.id ?? null,
+      config: { valid: configError === null, error: configError },
+      ledger: ledgerPath(this.repo),
+      resultsTsv: this.resultsTsvPath,
+      next: nextStep(session, runningView, pending, configError),
+    };
+  }
+
+  listExperiments(input: { limit?: number; offset?: number; state?: ExperimentState }): { experiments: ExperimentView[]; total: number } {
+    const { session } = this.requireSession();
+    const { rows, total } = this.ledger.listExperiments(session.id, { limit: input.limit ?? 20, offset: input.offset ?? 0, state: input.state });
+    return { experiments: rows.map(toView), total };
+  }
+
+  async readLog(input: { id: number; offset?: number; limit?: number; grep?: string; phase?: Phase }): Promise<LogPage & { path: string }> {
+    const e = this.requireExperiment(input.id);
+    let grep: RegExp | undefined;
+    if (input.grep) {
+      try {
+        grep = new RegExp(input.grep);
+      } catch (err) {
+        throw new RatchetError('invalid_argument', `grep is not a valid regular expression: ${(err as Error).message}`, 'Pass a JavaScript regular expression such as "loss|error".');
+      }
+    }
+    const path = join(this.runDir(e.id), `${input.phase ?? 'run'}.log`);
+    return { path, ...(await readLogPage(path, { offset: input.offset, limit: input.limit ?? 100, grep })) };
+  }
+
+  // ---------------------------------------------------------------- recovery and shutdown
+
+  /** After a restart: re-attach to runs whose supervisor lives on, record finished ones, sweep and mark the rest. */
+  async recover(): Promise<number[]> {
+    if (!existsSync(ledgerPath(this.repo))) return [];
+    const unfinished = this.ledger.unfinishedExperiments();
+    for (const e of unfinished) {
+      if (e.state === 'queued' || !e.supervisorPid || !e.runToken) {
+        if (e.runToken) await sweepRun(e.runToken);
+        this.finish(e.id, 'crashed', 'ratchet stopped before the run started');
+        continue;
+      }
+      this.log.info({ id: e.id, phase: e.phase }, 're-attaching to run after restart');
+      void this.drive(e.id);
+    }
+    return unfinished.map((e) => e.id);
+  }
+
+  /** Stops following runs; their supervisors keep enforcing the budget and a later server records them. */
+  close(): void {
+    this.closed = true;
+    this.ledgerHandle?.close();
+    this.ledgerHandle = null;
+  }
+
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.drivers.values()]);
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private get scratchDir(): string {
+    return join(this.stateDir, 'tmp');
+  }
+
+  private runDir(id: number): string {
+    return join(this.stateDir, 'runs', String(id));
+  }
+
+  private requireSession(): { session: SessionRow; config: Config } {
+    const session = existsSync(ledgerPath(this.repo)) ? this.ledger.activeSession() : undefined;
+    if (!session) throw new RatchetError('no_session', 'No ratchet session is active in this repo.', 'Call start_session first (it creates the branch and runs the baseline).');
+    return { session, config: parseConfig(JSON.parse(session.config)) };
+  }
+
+  private requireExperiment(id: number, session?: SessionRow): ExperimentRow {
+    const e = existsSync(ledgerPath(this.repo)) ? this.ledger.experiment(id) : undefined;
+    if (!e || (session && e.sessionId !== session.id)) {
+      throw new RatchetError('unknown_experiment', `No experiment ${id}${session ? ` in session ${session.tag}` : ''}.`, 'Call list_experiments to see the ids.');
+    }
+    return e;
+  }
+
+  private awaitingDecision(session: SessionRow): ExperimentRow | undefined {
+    const latest = this.ledger.latestRunExperiment(session.id);
+    return latest && latest.kind === 'candidate' && latest.state === 'measured' && latest.decision === null ? latest : undefined;
+  }
+
+  private async requireOnBranch(session: SessionRow): Promise<void> {
+    await this.git.assertUsable();
+    const branch = await this.git.currentBranch();
+    if (branch !== session.branch) {
+      throw new RatchetError(
+        'git_state',
+        `HEAD is on ${branch ?? 'a detached commit'}, not on the session branch ${session.branch}.`,
+        `Run \`git checkout ${session.branch}\` (your edits carry over), then call the tool again.`,
+      );
+    }
+    const tip = await this.git.resolve(`refs/heads/${session.branch}`);
+    if (tip !== session.bestCommit) {
+      throw new RatchetError(
+        'git_state',
+        `Branch ${session.branch} is at ${tip?.slice(0, 7)}, but the session's best commit is ${session.bestCommit.slice(0, 7)}: it was moved outside ratchet.`,
+        `Run \`git reset --soft ${session.bestCommit}\` to put the branch back (your files stay as they are), then call the tool again; or start a new session from here.`,
+      );
+    }
+  }
+
+  private async freeDefaultTag(): Promise<string> {
+    const d = new Date();
+    const base = `${d.toLocaleString('en-US', { month: 'short' }).toLowerCase()}${d.getDate()}`;
+    for (let i = 1; ; i++) {
+      const tag = i === 1 ? base : `${base}-${i}`;
+      if (!this.ledger.sessionByTag(tag) && !(await this.git.refExists(`refs/heads/ratchet/${tag}`))) return tag;
+    }
+  }
+
+  private async requireGpuIfConfigured(config: Config): Promise<Gpu[]> {
+    if (!config.gpu) return [];
+    const { gpus, error } = await listGpus({ nvidiaSmi: this.opts.nvidiaSmi });
+    if (config.gpu.required && gpus.length < config.gpu.perRun) {
+      throw new RatchetError(
+        'gpu_unavailable',
+        `ratchet.json requires ${config.gpu.perRun} GPU(s) per run, but nvidia-smi ${error ? `failed: ${error}` : `lists ${gpus.length}`}.`,
+        'Run on a machine where `nvidia-smi` lists the GPUs, or set gpu.required to false in ratchet.json for a CPU run.',
+      );
+    }
+    return gpus;
+  }
+
+  private async allocateGpus(config: Config): Promise<{ indices: number[]; model: string | null } | null> {
+    if (!config.gpu) return null;
+    const gpus = await this.requireGpuIfConfigured(config);
+    const chosen = chooseGpus(gpus, config.gpu.perRun, new Set());
+    if (!chosen) return null;
+    return { indices: chosen, model: gpus.find((g) => g.index === chosen[0])?.name ?? null };
+  }
+
+  private sessionView(s: SessionRow): SessionView {
+    const config = parseConfig(JSON.parse(s.config));
+    const best = s.bestExperimentId !== null ? this.ledger.experiment(s.bestExperimentId) : undefined;
+    const baseline = this.ledger.listExperiments(s.id, { limit: 1, offset: 0 }).total
+      ? (this.ledger.db.prepare("SELECT metric FROM experiments WHERE session_id = ? AND kind = 'baseline' ORDER BY id LIMIT 1").get(s.id) as
+          | { metric: number | null }
+          | undefined)
+      : undefined;
+    return {
+      tag: s.tag,
+      branch: s.branch,
+      baseCommit: s.baseCommit,
+      bestCommit: s.bestCommit,
+      bestExperimentId: s.bestExperimentId,
+      bestMetric: best?.metric ?? null,
+      baselineMetric: baseline?.metric ?? null,
+      metricName: config.metric.name,
+      direction: config.metric.direction,
+      createdAt: s.createdAt,
+    };
+  }
+
+  private writeResults(session: SessionRow): void {
+    const config = parseConfig(JSON.parse(session.config));
+    this.ledger.writeResultsTsv(session.id, config.metric.name, this.resultsTsvPath);
+  }
+}
+
+// ---------------------------------------------------------------- pure helpers
+
+function judge(result: RunResult, phase: Phase, config: Config): { state: ExperimentState; reason: string } | null {
+  const what = phase === 'run' ? 'run' : 'evaluate command';
+  const budget = phase === 'run' ? config.run.budgetSeconds : config.evaluate!.budgetSeconds;
+  if (result.cancelled) return { state: 'cancelled', reason: 'cancelled by the agent' };
+  if (result.timedOut) return { state: 'timed_out', reason: `the ${what} exceeded its ${budget}s budget and its process tree was killed` };
+  if (result.logLimitExceeded) return { state: 'crashed', reason: `the ${what} flooded its log past ${config.run.maxLogMegabytes} MB and was stopped` };
+  if (result.spawnError) return { state: 'crashed', reason: `the ${what} could not start: ${result.spawnError}` };
+  if (result.exitCode !== 0) {
+    const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
+    return { state: 'crashed', reason: `the ${what} ${how}` };
+  }
+  return null;
+}
+
+function checkConstraints(config: Config, metric: number, secondary: Record<string, number>): ConstraintCheck[] {
+  return config.metric.constraints.map((c) => {
+    const value = c.metric === config.metric.name ? metric : secondary[c.metric] ?? null;
+    const ok = value !== null && (c.max === undefined || value <= c.max) && (c.min === undefined || value >= c.min);
+    return { metric: c.metric, value, ...(c.min !== undefined ? { min: c.min } : {}), ...(c.max !== undefined ? { max: c.max } : {}), ok };
+  });
+}
+
+function compare(metric: number, best: ExperimentRow | undefined, direction: 'minimize' | 'maximize') {
+  if (!best || best.metric === null) {
+    return { bestId: best?.id ?? null, bestMetric: null, delta: null, improved: true, equal: false, direction };
+  }
+  const delta = metric - best.metric;
+  const improved = direction === 'minimize' ? delta < 0 : delta > 0;
+  return { bestId: best.id, bestMetric: best.metric, delta, improved, equal: delta === 0, direction };
+}
+
+function isStrictlyBetter(e: ExperimentRow, session: SessionRow, ledger: Ledger, config: Config): boolean {
+  const best = session.bestExperimentId !== null ? ledger.experiment(session.bestExperimentId) : undefined;
+  return compare(e.metric!, best, config.metric.direction).improved;
+}
+
+function nextStep(session: SessionRow | undefined, running: Status['running'], pending: ExperimentRow | undefined, configError: string | null): string {
+  if (configError && !session) return 'Fix ratchet.json (see config.error), then call start_session.';
+  if (!session) return 'Call start_session to create the branch and measure the baseline.';
+  if (running) return `Experiment ${running.id} is running: call wait_experiment {id: ${running.id}}.`;
+  if (pending) return `Experiment ${pending.id} awaits a decision: read_metric, then keep or revert.`;
+  return 'Edit the editable files with one idea, then call run_experiment.';
+}
+
+function busyError(id: number): RatchetError {
+  return new RatchetError('busy', `Experiment ${id} is still running; one experiment runs at a time.`, `Call wait_experiment {id: ${id}} until it finishes, or cancel_experiment {id: ${id}}.`);
+}
+
+function clampWait(seconds: number): number {
+  return Math.min(Math.max(0, seconds), MAX_WAIT_SECONDS);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+const fmt = (n: number) => (Math.abs(n) >= 1000 ? n.toFixed(1) : Number(n.toPrecision(6)).toString());
+
+export function toView(e: ExperimentRow): ExperimentView {
+  return {
+    id: e.id,
+    kind: e.kind,
+    state: e.state,
+    decision: e.decision,
+    metric: e.metric,
+    secondary: JSON.parse(e.secondary || '{}') as Record<string, number>,
+    description: e.description,
+    hypothesis: e.hypothesis,
+    commit: e.commit,
+    parentCommit: e.parentCommit,
+    reason: e.decisionReason && e.state === 'measured' ? e.decisionReason : e.reason,
+    forced: e.forced === 1,
+    durationSeconds: e.durationMs === null ? null : Math.round(e.durationMs / 100) / 10,
+    peakMemoryMb: e.peakMemoryBytes === null ? null : Math.round(e.peakMemoryBytes / 1024 / 102.4) / 10,
+    memoryMethod: e.memoryMethod,
+    exitCode: e.exitCode,
+    signal: e.signal,
+    gpus: e.gpus ? (JSON.parse(e.gpus) as { indices: number[] }).indices : null,
+    diffStats: e.diffStats ? (JSON.parse(e.diffStats) as { files: number; insertions: number; deletions: number }) : null,
+    createdAt: e.createdAt,
+    endedAt: e.endedAt,
+  };
+}

@@ -1,0 +1,85 @@
+// createServer(repo): the MCP layer — tools, the `loop` prompt and the program resource — over an MCP-free core.
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { ResearchLoop, type LoopOptions } from './core/loop.js';
+import { loadConfig, type Config } from './core/config.js';
+import { isRatchetError } from './core/errors.js';
+import { tools } from './tools/index.js';
+import { registerTool } from './tools/define.js';
+
+export const PROGRAM_PATH = fileURLToPath(new URL('../program.md', import.meta.url));
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export interface CreatedServer {
+  server: McpServer;
+  loop: ResearchLoop;
+  close: () => Promise<void>;
+}
+
+export function createServer(opts: Omit<LoopOptions, 'logger'> & { logger: Logger }): CreatedServer {
+  const loop = new ResearchLoop(opts);
+  const server = new McpServer(
+    { name: 'ratchet', version: VERSION },
+    {
+      capabilities: { logging: {} },
+      instructions:
+        'ratchet runs an auto-research loop and enforces its rules. You propose: edit the editable files with one idea at a time. ' +
+        'ratchet runs, measures and keeps only measured improvements. Start with the `loop` prompt or status.',
+    },
+  );
+  for (const def of tools) registerTool(server, def, () => loop, opts.logger);
+
+  server.registerPrompt(
+    'loop',
+    {
+      title: 'Run the ratchet research loop',
+      description: 'program.md with this repo\'s ratchet.json filled in: the instructions for an agent that runs the loop overnight.',
+    },
+    () => ({ messages: [{ role: 'user', content: { type: 'text', text: renderProgram(opts.repo) } }] }),
+  );
+  server.registerResource(
+    'program',
+    'ratchet://program.md',
+    { title: 'program.md', description: 'The research loop\'s instructions for the agent.', mimeType: 'text/markdown' },
+    (uri) => ({ contents: [{ uri: uri.href, mimeType: 'text/markdown', text: renderProgram(opts.repo) }] }),
+  );
+
+  return {
+    server,
+    loop,
+    async close() {
+      await server.close();
+      loop.close();
+    },
+  };
+}
+
+/** program.md with {{placeholders}} replaced from ratchet.json, or a note on what is wrong with it. */
+export function renderProgram(repo: string): string {
+  const template = readFileSync(PROGRAM_PATH, 'utf8');
+  let config: Config | null = null;
+  let problem = '';
+  try {
+    config = loadConfig(repo);
+  } catch (err) {
+    problem = isRatchetError(err) ? err.toText() : String(err);
+  }
+  const values: Record<string, string> = config
+    ? {
+        editable: config.editable.map((g) => `\`${g}\``).join(', '),
+        protected: ['ratchet.json', ...config.protected].map((g) => `\`${g}\``).join(', '),
+        metric: config.metric.name,
+        direction: config.metric.direction === 'minimize' ? 'lower is better' : 'higher is better',
+        budget: `${config.run.budgetSeconds} seconds`,
+        command: Array.isArray(config.run.command) ? config.run.command.join(' ') : config.run.command,
+        constraints: config.metric.constraints.length
+          ? config.metric.constraints.map((c) => `${c.metric}${c.min !== undefined ? ` >= ${c.min}` : ''}${c.max !== undefined ? ` <= ${c.max}` : ''}`).join(', ')
+          : 'none',
+        evaluate: config.evaluate ? 'a trusted evaluate step computes the metric after each run; printing it yourself gains nothing' : 'the metric is read from the run\'s own output',
+      }
+    : {};
+  const filled = template.replace(/\{\{(\w+)\}\}/g, (_, key: string) => values[key] ?? `(${key}: see ratchet.json)`);
+  return problem ? `> ratchet.json problem: ${problem}\n\n${filled}` : filled;
+}

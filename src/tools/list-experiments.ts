@@ -1,0 +1,22 @@
+// list_experiments: the session's experiments, newest first, paged and filterable by state.
+import { z } from 'zod';
+import { defineTool } from './define.js';
+import { ExperimentStateSchema, ExperimentViewSchema } from '../core/views.js';
+
+export const listExperiments = defineTool({
+  name: 'list_experiments',
+  title: 'List experiments',
+  description: 'Call to review what has been tried in this session (newest first), e.g. before choosing the next idea so you do not repeat one. Filter by state; page with limit and offset.',
+  kind: 'read',
+  idempotent: true,
+  input: {
+    limit: z.number().int().min(1).max(200).optional().describe('Default 20, at most 200.'),
+    offset: z.number().int().min(0).optional(),
+    state: ExperimentStateSchema.optional(),
+  },
+  output: { experiments: z.array(ExperimentViewSchema), total: z.number().int() },
+  async handler(args, { loop }) {
+    const { experiments, total } = loop.listExperiments(args);
+    return { summary: `${experiments.length} of ${total} experiment(s)${args.state ? ` in state ${args.state}` : ''}.`, experiments, total };
+  },
+});

@@ -1,0 +1,29 @@
+// revert: reset branch and working tree to the best commit; candidates stay under refs/ratchet/<tag>/<id>.
+import { z } from 'zod';
+import { defineTool } from './define.js';
+import { ExperimentViewSchema } from '../core/views.js';
+import { experimentIdField } from './wait-experiment.js';
+
+export const revert = defineTool({
+  name: 'revert',
+  title: 'Revert to the best commit',
+  description:
+    'Call when the latest candidate did not improve (or crashed and you want a clean start). Resets the working tree to the best commit. ' +
+    'Nothing is lost: every candidate stays under refs/ratchet/<tag>/<id>, and uncommitted edits that differ from it are saved under refs/ratchet/<tag>/worktree-<time> first.',
+  kind: 'destructive',
+  idempotent: true,
+  input: { id: experimentIdField.optional().describe('The candidate to mark reverted; defaults to the latest.') },
+  output: {
+    experiment: ExperimentViewSchema.nullable(),
+    resetTo: z.string(),
+    removedUntracked: z.array(z.string()).describe('Untracked editable files removed (they are in the saved ref).'),
+    savedWorktree: z.string().nullable().describe('Ref holding the working tree as it was, when it differed from the candidate.'),
+  },
+  async handler(args, { loop }) {
+    const result = await loop.revert(args);
+    return {
+      summary: `Reverted${result.experiment ? ` experiment ${result.experiment.id}` : ''}; working tree is at best commit ${result.resetTo.slice(0, 7)}${result.savedWorktree ? ` (edits saved at ${result.savedWorktree})` : ''}.`,
+      ...result,
+    };
+  },
+});

@@ -1,0 +1,20 @@
+// status: where the session stands and what to do next.
+import { defineTool } from './define.js';
+import { StatusSchema } from '../core/views.js';
+
+export const status = defineTool({
+  name: 'status',
+  title: 'Session status',
+  description:
+    'Call when resuming, or whenever unsure what to do next. Shows the session, the best experiment so far, counts by state, the running experiment and its elapsed time, ' +
+    'a candidate awaiting a decision, whether ratchet.json is valid, and the next step.',
+  kind: 'read',
+  idempotent: true,
+  input: {},
+  output: StatusSchema.shape,
+  async handler(_args, { loop }) {
+    const s = loop.status();
+    const best = s.session ? `best ${s.session.metricName} ${s.session.bestMetric ?? 'not measured yet'} (baseline ${s.session.baselineMetric ?? 'n/a'})` : 'no session';
+    return { summary: `${s.session ? `Session ${s.session.tag}: ` : ''}${best}. ${s.next}`, ...s };
+  },
+});

@@ -1,0 +1,28 @@
+// wait_experiment: block up to wait_seconds on a running experiment, with progress notifications.
+import { z } from 'zod';
+import { defineTool } from './define.js';
+import { ExperimentViewSchema } from '../core/views.js';
+import { DEFAULT_WAIT_SECONDS } from '../core/loop.js';
+import { describeExperiment } from './describe.js';
+import { waitSecondsField } from './run-experiment.js';
+
+export const experimentIdField = z
+  .number({ error: 'id must be an experiment id (an integer); list_experiments shows them' })
+  .int({ error: 'id must be an integer experiment id' })
+  .positive({ error: 'id must be a positive experiment id' });
+
+export const waitExperiment = defineTool({
+  name: 'wait_experiment',
+  title: 'Wait for an experiment',
+  description:
+    'Call while an experiment is "running" (after start_session or run_experiment). Waits up to wait_seconds and returns its state; call again if it is still running. ' +
+    'Sends progress notifications every few seconds (elapsed time, budget, last log line) when the client asks for them.',
+  kind: 'read',
+  idempotent: true,
+  input: { id: experimentIdField, wait_seconds: waitSecondsField },
+  output: { experiment: ExperimentViewSchema },
+  async handler(args, { loop, progress }) {
+    const experiment = await loop.waitExperiment(args.id, args.wait_seconds ?? DEFAULT_WAIT_SECONDS, progress);
+    return { summary: describeExperiment(experiment), experiment };
+  },
+});

@@ -1,0 +1,311 @@
+// The loop end to end without MCP: real git repos, real SQLite, real supervised child processes.
+import { describe, it, expect, afterEach } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ResearchLoop } from '../../src/core/loop.js';
+import { RatchetError } from '../../src/core/errors.js';
+import { silentLogger } from '../../src/log.js';
+import { makeRepo, TRAIN, EVALUATE, baseConfig, setConstant, type TestRepo } from '../helpers/repo.js';
+
+const repos: TestRepo[] = [];
+const loops: ResearchLoop[] = [];
+
+afterEach(async () => {
+  for (const l of loops.splice(0)) {
+    await l.settle();
+    l.close();
+  }
+  for (const r of repos.splice(0)) r.cleanup();
+});
+
+function setup(configExtra: Record<string, unknown> = {}, files: Record<string, string> = {}) {
+  const repo = makeRepo({ 'train.mjs': TRAIN, 'evaluate.mjs': EVALUATE, 'README.md': 'readme\n', ...files }, baseConfig(configExtra));
+  repos.push(repo);
+  const loop = new ResearchLoop({ repo: repo.dir, logger: silentLogger() });
+  loops.push(loop);
+  return { repo, loop };
+}
+
+async function finished(loop: ResearchLoop, id: number) {
+  for (;;) {
+    const e = await loop.waitExperiment(id, 10);
+    if (e.state !== 'running' && e.state !== 'queued') return e;
+  }
+}
+
+async function startWithBaseline(loop: ResearchLoop) {
+  const { baseline } = await loop.startSession({ tag: 't1' });
+  return finished(loop, baseline.id);
+}
+
+async function rejection(p: Promise<unknown> | (() => unknown)): Promise<RatchetError> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (err) {
+    expect(err).toBeInstanceOf(RatchetError);
+    return err as RatchetError;
+  }
+  throw new Error('expected a RatchetError');
+}
+
+describe('session start', () => {
+  it('creates the branch, measures the baseline and makes it the best', async () => {
+    const { repo, loop } = setup();
+    const baseline = await startWithBaseline(loop);
+    expect(baseline.state).toBe('measured');
+    expect(baseline.metric).toBe(1);
+    expect(baseline.secondary.peak_vram_mb).toBe(1000);
+    expect(repo.git('symbolic-ref', '--short', 'HEAD')).toBe('ratchet/t1');
+    const status = loop.status();
+    expect(status.session?.bestMetric).toBe(1);
+    expect(status.session?.bestExperimentId).toBe(baseline.id);
+    expect(readFileSync(join(repo.dir, '.git/info/exclude'), 'utf8')).toContain('/.ratchet/');
+    expect(repo.git('status', '--porcelain')).toBe('');
+  });
+
+  it('refuses an existing tag and a dirty tree outside the surface', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    expect((await rejection(loop.startSession({ tag: 't1' }))).code).toBe('session_exists');
+
+    const other = setup();
+    other.repo.write('README.md', 'changed\n');
+    const err = await rejection(other.loop.startSession({ tag: 'x' }));
+    expect(err.code).toBe('surface_violation');
+    expect(err.message).toContain('README.md');
+    expect(other.repo.read('README.md')).toBe('changed\n');
+    expect(other.repo.git('symbolic-ref', '--short', 'HEAD')).toBe('main');
+    void repo;
+  });
+
+  it('turns edits inside the surface into the baseline commit', async () => {
+    const { repo, loop } = setup();
+    setConstant(repo, 'SCORE', '0.9');
+    const baseline = await startWithBaseline(loop);
+    expect(baseline.metric).toBe(0.9);
+    expect(repo.git('show', 'ratchet/t1:train.mjs')).toContain('const SCORE = 0.9;');
+    expect(repo.git('status', '--porcelain')).toBe('');
+  });
+});
+
+describe('keep and revert', () => {
+  it('keeps a strictly better candidate and moves the branch to it', async () => {
+    const { repo, loop } = setup();
+    const baseline = await startWithBaseline(loop);
+    setConstant(repo, 'SCORE', '0.8');
+    const started = await loop.runExperiment({ description: 'lower score', hypothesis: 'smaller is better' });
+    const e = await finished(loop, started.id);
+    expect(e.state).toBe('measured');
+    expect(e.parentCommit).toBe(repo.git('rev-parse', 'ratchet/t1'));
+    // The branch does not move before the decision.
+    expect(repo.git('rev-parse', 'ratchet/t1')).toBe(e.parentCommit);
+    const report = loop.readMetric(e.id);
+    expect(report.comparison?.improved).toBe(true);
+    expect(report.comparison?.delta).toBeCloseTo(-0.2);
+    expect(report.keepable).toBe(true);
+    await loop.keep({ id: e.id });
+    expect(repo.git('rev-parse', 'ratchet/t1')).toBe(e.commit);
+    expect(repo.git('status', '--porcelain')).toBe('');
+    expect(loop.status().session?.bestMetric).toBe(0.8);
+    expect(repo.git('log', '-1', '--format=%B', 'ratchet/t1')).toContain(`Ratchet-Experiment: ${e.id}`);
+    const tsv = readFileSync(loop.resultsTsvPath, 'utf8').trim().split('\n');
+    expect(tsv[0]).toBe('commit\tscore\tmemory_gb\tstatus\tdescription');
+    expect(tsv[1]).toMatch(/^[0-9a-f]{7}\t1\.000000\t1\.0\tkeep\tbaseline$/);
+    expect(tsv[2]).toBe(`${e.commit!.slice(0, 7)}\t0.800000\t0.8\tkeep\tlower score`);
+    void baseline;
+  });
+
+  it('refuses to keep a worse or equal candidate, and reverts it keeping its ref', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SCORE', '1.5');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'worse' })).id);
+    expect(loop.readMetric(e.id).keepable).toBe(false);
+    const err = await rejection(loop.keep({ id: e.id, force: true, reason: 'simpler' }));
+    expect(err.code).toBe('not_decidable');
+    expect(err.message).toContain('did not improve');
+    // A new run must wait for the decision.
+    expect((await rejection(loop.runExperiment({ description: 'next' }))).code).toBe('awaiting_decision');
+    const best = repo.git('rev-parse', 'ratchet/t1');
+    const reverted = await loop.revert({ id: e.id });
+    expect(reverted.experiment?.decision).toBe('reverted');
+    expect(repo.read('train.mjs')).toBe(TRAIN);
+    expect(repo.git('rev-parse', 'ratchet/t1')).toBe(best);
+    expect(repo.git('rev-parse', `refs/ratchet/t1/${e.id}`)).toBe(e.commit);
+    expect(repo.git('show', `refs/ratchet/t1/${e.id}:train.mjs`)).toContain('const SCORE = 1.5;');
+    expect(readFileSync(loop.resultsTsvPath, 'utf8')).toContain('\tdiscard\tworse');
+  });
+
+  it('keeps an equal candidate only with force and a reason, recorded as forced', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SLEEP_MS', '1');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'same score, simpler' })).id);
+    expect(e.metric).toBe(1);
+    expect((await rejection(loop.keep({ id: e.id }))).message).toContain('ties the best');
+    expect((await rejection(loop.keep({ id: e.id, force: true }))).message).toContain('force needs a reason');
+    const kept = await loop.keep({ id: e.id, force: true, reason: 'one line shorter' });
+    expect(kept.experiment.forced).toBe(true);
+    expect(kept.experiment.reason).toBe('forced: one line shorter');
+    expect(repo.git('rev-parse', 'ratchet/t1')).toBe(e.commit);
+  });
+
+  it('a crashed candidate needs no decision; keep on it is refused with the reason', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'MODE', "'crash'");
+    const e = await finished(loop, (await loop.runExperiment({ description: 'typo' })).id);
+    expect(e.state).toBe('crashed');
+    expect(e.exitCode).toBe(3);
+    expect(e.reason).toContain('exited with code 3');
+    const report = loop.readMetric(e.id);
+    expect(report.logTail?.join('\n')).toContain('Traceback: boom');
+    expect((await rejection(loop.keep({ id: e.id }))).message).toContain('crashed');
+    // Fix the "typo" and run again without a decision in between.
+    setConstant(repo, 'MODE', "'normal'");
+    setConstant(repo, 'SCORE', '0.5');
+    const again = await finished(loop, (await loop.runExperiment({ description: 'fixed' })).id);
+    expect(again.state).toBe('measured');
+    expect(readFileSync(loop.resultsTsvPath, 'utf8')).toMatch(/\tcrash\ttypo/);
+  });
+
+  it('a run without a metric line is crashed', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'MODE', "'nometric'");
+    const e = await finished(loop, (await loop.runExperiment({ description: 'no metric' })).id);
+    expect(e.state).toBe('crashed');
+    expect(e.reason).toContain('printed no "score: <number>" line');
+  });
+});
+
+describe('edit surface', () => {
+  it('refuses a protected-file change, records it, and leaves the tree exactly as it was', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SCORE', '0.1');
+    repo.write('evaluate.mjs', `${EVALUATE}// softer\n`);
+    const before = repo.git('status', '--porcelain');
+    const err = await rejection(loop.runExperiment({ description: 'cheat' }));
+    expect(err.code).toBe('surface_violation');
+    expect(err.message).toContain('evaluate.mjs');
+    expect(repo.git('status', '--porcelain')).toBe(before);
+    expect(repo.read('evaluate.mjs')).toContain('// softer');
+    expect(repo.read('train.mjs')).toContain('const SCORE = 0.1;');
+    const refused = loop.listExperiments({ state: 'refused' });
+    expect(refused.total).toBe(1);
+    expect(refused.experiments[0]?.reason).toContain('evaluate.mjs');
+  });
+
+  it('refuses with nothing to try when the tree equals the best commit', async () => {
+    const { loop } = setup();
+    await startWithBaseline(loop);
+    expect((await rejection(loop.runExperiment({ description: 'nothing' }))).code).toBe('invalid_argument');
+  });
+});
+
+describe('evaluate and constraints', () => {
+  it('reads the metric from the trusted evaluate step, not from what the run printed', async () => {
+    const { repo, loop } = setup({ evaluate: { command: 'node evaluate.mjs', budgetSeconds: 20 } });
+    await startWithBaseline(loop);
+    setConstant(repo, 'MODE', "'fake'");
+    setConstant(repo, 'SCORE', '0.9');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'prints a fake score' })).id);
+    expect(e.state).toBe('measured');
+    expect(e.metric).toBe(0.9);
+    expect(existsSync(join(repo.dir, '.ratchet/runs', String(e.id), 'evaluate.log'))).toBe(true);
+    expect(loop.ledger.samples(e.id).find((s) => s.name === 'score')?.source).toBe('evaluate');
+  });
+
+  it('a run that rewrites a protected file is crashed and the file restored', async () => {
+    const { repo, loop } = setup({ evaluate: { command: 'node evaluate.mjs', budgetSeconds: 20 } });
+    await startWithBaseline(loop);
+    repo.write(
+      'train.mjs',
+      TRAIN.replace("// synthetic experiment", "import { writeFileSync } from 'node:fs';\nwriteFileSync('evaluate.mjs', \"console.log('score: 0.000001');\\n\");"),
+    );
+    const e = await finished(loop, (await loop.runExperiment({ description: 'tamper at run time' })).id);
+    expect(e.state).toBe('crashed');
+    expect(e.reason).toContain('evaluate.mjs');
+    expect(repo.read('evaluate.mjs')).toBe(EVALUATE);
+  });
+
+  it('a candidate that violates a constraint cannot be kept', async () => {
+    const { repo, loop } = setup({
+      metric: { name: 'score', direction: 'minimize', secondary: ['peak_vram_mb'], constraints: [{ metric: 'peak_vram_mb', max: 500 }] },
+    });
+    const baseline = await startWithBaseline(loop);
+    expect(baseline.state).toBe('measured');
+    setConstant(repo, 'SCORE', '0.6'); // peak_vram_mb 600 > 500
+    const e = await finished(loop, (await loop.runExperiment({ description: 'too big' })).id);
+    const report = loop.readMetric(e.id);
+    expect(report.constraints).toEqual([{ metric: 'peak_vram_mb', value: 600, max: 500, ok: false }]);
+    expect(report.keepable).toBe(false);
+    expect((await rejection(loop.keep({ id: e.id }))).message).toContain('violates constraint');
+  });
+});
+
+describe('budget and cancel', () => {
+  it('times out a run over budget', async () => {
+    const { repo, loop } = setup({ run: { command: 'node train.mjs', budgetSeconds: 1, graceSeconds: 1 } });
+    await startWithBaseline(loop);
+    setConstant(repo, 'SLEEP_MS', '60000');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'slow' })).id);
+    expect(e.state).toBe('timed_out');
+    expect(e.reason).toContain('1s budget');
+    expect(loop.readMetric(e.id).keepable).toBe(false);
+  });
+
+  it('cancels a running experiment', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SLEEP_MS', '60000');
+    const started = await loop.runExperiment({ description: 'to cancel' });
+    expect(started.state).toBe('running');
+    expect((await rejection(loop.runExperiment({ description: 'second' }))).code).toBe('busy');
+    const e = await loop.cancelExperiment(started.id);
+    expect(e.state).toBe('cancelled');
+  });
+});
+
+describe('git state', () => {
+  it('refuses to run when HEAD left the session branch, and when the branch was moved', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    repo.git('checkout', '-q', 'main');
+    setConstant(repo, 'SCORE', '0.5');
+    const err = await rejection(loop.runExperiment({ description: 'x' }));
+    expect(err.code).toBe('git_state');
+    expect(err.hint).toContain('git checkout ratchet/t1');
+    repo.git('checkout', '-q', 'ratchet/t1');
+    repo.git('commit', '-q', '--allow-empty', '-m', 'moved by hand');
+    const moved = await rejection(loop.runExperiment({ description: 'x' }));
+    expect(moved.code).toBe('git_state');
+    expect(moved.message).toContain('moved outside ratchet');
+  });
+
+  it('reports no session and unknown ids clearly', async () => {
+    const { loop } = setup();
+    expect((await rejection(() => loop.readMetric())).code).toBe('no_session');
+    await startWithBaseline(loop);
+    expect((await rejection(() => loop.readMetric(999))).code).toBe('unknown_experiment');
+  });
+});
+
+describe('restart', () => {
+  it('a new server re-attaches to a run that outlived the old one and records it', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SLEEP_MS', '1500');
+    setConstant(repo, 'SCORE', '0.7');
+    const started = await loop.runExperiment({ description: 'survives restart' });
+    expect(started.state).toBe('running');
+    loop.close(); // the old server stops following; the supervisor keeps the run going
+    const next = new ResearchLoop({ repo: repo.dir, logger: silentLogger() });
+    loops.push(next);
+    expect(await next.recover()).toEqual([started.id]);
+    const e = await finished(next, started.id);
+    expect(e.state).toBe('measured');
+    expect(e.metric).toBe(0.7);
+  });
+});
