@@ -15,8 +15,9 @@ export class Git {
   }
 
   private raw(args: string[], env?: Record<string, string>): Promise<string> {
-    const git = env ? simpleGit({ baseDir: this.repo, trimmed: true }).env({ ...process.env, ...env }) : this.git;
-    return git.raw(args);
+    if (!env) return this.git.raw(args);
+    const full = { ...baseEnv(), ...env };
+    return simpleGit({ baseDir: this.repo, trimmed: true, allowEnvironment: Object.keys(full) }).env(full).raw(args);
   }
 
   /** Refuses anything that is not a git work tree with at least one commit and no operation half done. */
@@ -170,4 +171,13 @@ export class Git {
     const out = await this.raw(['for-each-ref', '--format=%(refname)', prefix]);
     return out.split('\n').filter(Boolean);
   }
+}
+
+/**
+ * A minimal environment for git calls that need extra variables: simple-git refuses to pass on
+ * editor and pager variables, and an inherited GIT_DIR or GIT_INDEX_FILE would point git elsewhere.
+ */
+function baseEnv(): Record<string, string> {
+  const keep = ['PATH', 'HOME', 'USER', 'LANG', 'LC_ALL', 'TMPDIR', 'XDG_CONFIG_HOME', 'GIT_CONFIG_GLOBAL', 'GIT_CONFIG_NOSYSTEM'];
+  return Object.fromEntries(keep.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!]));
 }

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import picomatch from 'picomatch';
 import { loadConfig, parseConfig, CONFIG_FILE, type Config } from './config.js';
 import { RatchetError, isRatchetError } from './errors.js';
 import { Git } from './git.js';
@@ -11,7 +12,7 @@ import { Ledger, ledgerPath, type ExperimentRow, type ExperimentState, type Sess
 import { readLogPage, type LogPage } from './log-reader.js';
 import { parseMetrics, readMetricText } from './metric.js';
 import { checkEditSurface, describeViolations, pinProtected, restorePinned, savePinnedContent, verifyPins, type Pin } from './surface.js';
-import { chooseGpus, cudaVisibleDevices, listGpus, type Gpu } from './gpu.js';
+import { chooseGpus, gpuEnv, listGpus, type Gpu } from './gpu.js';
 import { startRun, readRunResult, waitForRunResult, cancelRun, isSupervisorAlive, sweepRun, readLogTail } from './runner/runner.js';
 import type { RunResult } from './runner/run-spec.js';
 import type { ConstraintCheck, ExperimentView, MetricReport, SessionView, Status } from './views.js';
@@ -95,6 +96,13 @@ export class ResearchLoop {
       pins: currentPins,
       protectedGlobs: config.protected,
     });
+    // A pin taken now would bless an uncommitted protected file that the baseline commit lacks.
+    const isProtected = picomatch([CONFIG_FILE, ...config.protected], { dot: true });
+    for (const c of changed) {
+      if (isProtected(c.path) && !violations.some((v) => v.path === c.path)) {
+        violations.push({ path: c.path, reason: 'protected_changed', detail: 'protected file with uncommitted changes' });
+      }
+    }
     if (violations.length) {
       throw new RatchetError(
         'surface_violation',
@@ -133,7 +141,7 @@ export class ResearchLoop {
       host: hostname(),
     });
     await this.git.setRef(`refs/ratchet/${tag}/${baseline.id}`, best);
-    const started = await this.launch(baseline, config, 'run');
+    const started = await this.launch(baseline, config, 'run', await this.allocateGpus(config));
     return { session: this.sessionView(this.ledger.session(session.id)!), baseline: toView(started) };
   }
 
@@ -219,7 +227,7 @@ export class ResearchLoop {
       RATCHET_EXPERIMENT_ID: String(e.id),
       RATCHET_PHASE: phase,
     };
-    if (assigned) env.CUDA_VISIBLE_DEVICES = cudaVisibleDevices(assigned);
+    if (assigned) Object.assign(env, gpuEnv(assigned));
     try {
       const { supervisorPid } = await startRun({
         command: step.command,
@@ -450,7 +458,7 @@ export class ResearchLoop {
   private crashTail(e: ExperimentRow): string[] {
     const evaluateLog = join(this.runDir(e.id), 'evaluate.log');
     const log = e.phase === 'done' && existsSync(evaluateLog) ? evaluateLog : e.logPath!;
-    return existsSync(log) ? readLogTail(log, CRASH_TAIL_LINES).map((l) => (l.length > 500 ? `${l.slice(0, 500)}…` : l)) : [];
+    return existsSync(log) ? readLogTail(log, CRASH_TAIL_LINES).map((l: string) => (l.length > 500 ? `${l.slice(0, 500)}…` : l)) : [];
   }
 
   // ---------------------------------------------------------------- keep and revert

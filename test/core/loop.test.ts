@@ -1,7 +1,9 @@
 // The loop end to end without MCP: real git repos, real SQLite, real supervised child processes.
 import { describe, it, expect, afterEach } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ResearchLoop } from '../../src/core/loop.js';
 import { RatchetError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/log.js';
@@ -18,10 +20,12 @@ afterEach(async () => {
   for (const r of repos.splice(0)) r.cleanup();
 });
 
-function setup(configExtra: Record<string, unknown> = {}, files: Record<string, string> = {}) {
+const FAKE_NVIDIA_SMI = fileURLToPath(new URL('../fixtures/nvidia-smi/nvidia-smi', import.meta.url));
+
+function setup(configExtra: Record<string, unknown> = {}, files: Record<string, string> = {}, nvidiaSmi?: string) {
   const repo = makeRepo({ 'train.mjs': TRAIN, 'evaluate.mjs': EVALUATE, 'README.md': 'readme\n', ...files }, baseConfig(configExtra));
   repos.push(repo);
-  const loop = new ResearchLoop({ repo: repo.dir, logger: silentLogger() });
+  const loop = new ResearchLoop({ repo: repo.dir, logger: silentLogger(), nvidiaSmi });
   loops.push(loop);
   return { repo, loop };
 }
@@ -76,6 +80,16 @@ describe('session start', () => {
     expect(other.repo.read('README.md')).toBe('changed\n');
     expect(other.repo.git('symbolic-ref', '--short', 'HEAD')).toBe('main');
     void repo;
+  });
+
+  it('refuses uncommitted changes to a protected file or ratchet.json, which the pin would otherwise bless', async () => {
+    for (const file of ['evaluate.mjs', 'ratchet.json']) {
+      const { repo, loop } = setup();
+      repo.write(file, `${repo.read(file)}\n`);
+      const err = await rejection(loop.startSession({ tag: 'x' }));
+      expect(err.code).toBe('surface_violation');
+      expect(err.message).toContain(file);
+    }
   });
 
   it('turns edits inside the surface into the baseline commit', async () => {
@@ -142,7 +156,7 @@ describe('keep and revert', () => {
     setConstant(repo, 'SLEEP_MS', '1');
     const e = await finished(loop, (await loop.runExperiment({ description: 'same score, simpler' })).id);
     expect(e.metric).toBe(1);
-    expect((await rejection(loop.keep({ id: e.id }))).message).toContain('ties the best');
+    expect((await rejection(loop.keep({ id: e.id }))).hint).toContain('ties the best');
     expect((await rejection(loop.keep({ id: e.id, force: true }))).message).toContain('force needs a reason');
     const kept = await loop.keep({ id: e.id, force: true, reason: 'one line shorter' });
     expect(kept.experiment.forced).toBe(true);
@@ -309,3 +323,45 @@ describe('restart', () => {
     expect(e.metric).toBe(0.7);
   });
 });
+
+describe('gpu', () => {
+  it('refuses to start a session that requires a GPU when nvidia-smi is missing, saying what to do', async () => {
+    const { repo, loop } = setup({ gpu: { required: true, perRun: 1 } }, {}, join(tmpdirMissing(), 'nvidia-smi'));
+    const err = await rejection(loop.startSession({ tag: 'gpu' }));
+    expect(err.code).toBe('gpu_unavailable');
+    expect(err.hint).toContain('gpu.required');
+    expect(repo.git('symbolic-ref', '--short', 'HEAD')).toBe('main');
+  });
+
+  it('refuses when the driver fails, replaying nvidia-smi\'s real failure output', async () => {
+    process.env.FAKE_NVIDIA_SMI_FIXTURE = 'driver-failure';
+    try {
+      const { loop } = setup({ gpu: { required: true, perRun: 1 } }, {}, FAKE_NVIDIA_SMI);
+      const err = await rejection(loop.startSession({ tag: 'gpu' }));
+      expect(err.code).toBe('gpu_unavailable');
+      expect(err.message).toContain('NVIDIA driver');
+    } finally {
+      delete process.env.FAKE_NVIDIA_SMI_FIXTURE;
+    }
+  });
+
+  it('gives each run CUDA_VISIBLE_DEVICES in PCI order, preferring an idle GPU, and records the model', async () => {
+    process.env.FAKE_NVIDIA_SMI_FIXTURE = 'h100x8';
+    try {
+      const { loop } = setup({ gpu: { required: true, perRun: 2 } }, {}, FAKE_NVIDIA_SMI);
+      const baseline = await startWithBaseline(loop);
+      expect(baseline.state).toBe('measured');
+      expect(baseline.gpus).toHaveLength(2);
+      expect(baseline.gpus).not.toContain(1); // GPU 1 is busy in the recording (72 GB used, 98%)
+      const log = await loop.readLog({ id: baseline.id, grep: '^cuda:' });
+      expect(log.lines[0]?.text).toBe(`cuda: ${baseline.gpus!.join(',')} order PCI_BUS_ID`);
+      expect(loop.ledger.samples(baseline.id)[0]?.gpuModel).toBe('NVIDIA H100 80GB HBM3');
+    } finally {
+      delete process.env.FAKE_NVIDIA_SMI_FIXTURE;
+    }
+  });
+});
+
+function tmpdirMissing(): string {
+  return join(tmpdir(), `ratchet-no-such-dir-${process.pid}`);
+}

@@ -60,6 +60,7 @@ if (MODE === 'hang') {
   await new Promise(() => {});
 }
 console.log('step 1 loss 2.0');
+console.log('cuda: ' + (process.env.CUDA_VISIBLE_DEVICES ?? 'unset') + ' order ' + (process.env.CUDA_DEVICE_ORDER ?? 'unset'));
 console.log('---');
 console.log('score:          ' + SCORE.toFixed(6));
 console.log('peak_vram_mb:   ' + (SCORE * 1000).toFixed(1));
@@ -88,10 +89,11 @@ export function setConstant(repo: TestRepo, name: string, value: string): void {
   repo.write('train.mjs', next);
 }
 
+/** Running or stopped, but not a zombie: a killed process whose parent has not reaped it yet is dead. */
 export function pidAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
   } catch {
     return false;
   }
