@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createServer } from './server.js';
 import { createLogger } from './log.js';
-import { CONFIG_FILE, starterConfig } from './core/config.js';
+import { CONFIG_FILE, loadConfig, starterConfig } from './core/config.js';
 import { ResearchLoop } from './core/loop.js';
 import { isRatchetError } from './core/errors.js';
 
@@ -68,6 +68,14 @@ async function serve(repo: string): Promise<number> {
   process.stdin.on('end', () => void shutdown('stdin closed'));
   process.stdin.on('close', () => void shutdown('stdin closed'));
 
+  try {
+    loadConfig(repo);
+  } catch (err) {
+    // Served anyway, so `status` can show the same error to the agent.
+    logger.error(isRatchetError(err) ? err.toText() : String(err));
+  }
+  const holder = loop.claim();
+  if (holder) logger.warn({ holder }, 'another ratchet server drives this repo; serving read-only');
   try {
     const recovered = await loop.recover();
     if (recovered.length) logger.info({ recovered }, 'picked up experiments left by a previous server');

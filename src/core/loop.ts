@@ -15,12 +15,13 @@ import { checkEditSurface, describeViolations, pinProtected, restorePinned, save
 import { chooseGpus, gpuEnv, listGpus, type Gpu } from './gpu.js';
 import { startRun, readRunResult, waitForRunResult, cancelRun, isSupervisorAlive, sweepRun, readLogTail } from './runner/runner.js';
 import type { RunResult } from './runner/run-spec.js';
+import { acquireServerLock, releaseServerLock, type LockHolder } from './server-lock.js';
 import type { ConstraintCheck, ExperimentView, MetricReport, SessionView, Status } from './views.js';
 
 export const DEFAULT_WAIT_SECONDS = 45;
 export const MAX_WAIT_SECONDS = 50;
 const CRASH_TAIL_LINES = 50;
-const PROGRESS_EVERY_MS = 5_000;
+const PROGRESS_EVERY_MS = 3_000;
 
 export interface LoopOptions {
   repo: string;
@@ -48,6 +49,8 @@ export class ResearchLoop {
   /** One driver per in-flight experiment: it follows the run to its result and records it. */
   private readonly drivers = new Map<number, Promise<void>>();
   private closed = false;
+  /** Set when another live server drives this repo: this one answers reads only. */
+  private heldBy: LockHolder | null = null;
 
   constructor(private readonly opts: LoopOptions) {
     this.repo = opts.repo;
@@ -68,9 +71,31 @@ export class ResearchLoop {
     return join(this.stateDir, 'results.tsv');
   }
 
+  /** Claims the repo for this server; returns the other live server's pid if it already drives it. */
+  claim(): LockHolder | null {
+    mkdirSync(this.stateDir, { recursive: true });
+    this.heldBy = acquireServerLock(this.lockPath);
+    return this.heldBy;
+  }
+
+  private get lockPath(): string {
+    return join(this.stateDir, 'server.lock');
+  }
+
+  private requireDriver(): void {
+    if (this.heldBy) {
+      throw new RatchetError(
+        'locked',
+        `Another ratchet server (pid ${this.heldBy.pid}, since ${this.heldBy.since}) is driving this repo; this one can only read.`,
+        'Use the agent session that started the loop, or stop the other one (it exits when its client closes) and restart this server.',
+      );
+    }
+  }
+
   // ---------------------------------------------------------------- start
 
   async startSession(input: { tag?: string }): Promise<{ session: SessionView; baseline: ExperimentView }> {
+    this.requireDriver();
     const config = loadConfig(this.repo);
     await this.git.assertUsable();
     const inFlight = this.ledger.unfinishedExperiments()[0];
@@ -148,6 +173,7 @@ export class ResearchLoop {
   // ---------------------------------------------------------------- run
 
   async runExperiment(input: { description: string; hypothesis?: string }): Promise<ExperimentView> {
+    this.requireDriver();
     const { session, config } = this.requireSession();
     const inFlight = this.ledger.unfinishedExperiments()[0];
     if (inFlight) throw busyError(inFlight.id);
@@ -394,7 +420,7 @@ export class ResearchLoop {
   async waitExperiment(id: number, waitSeconds = DEFAULT_WAIT_SECONDS, onProgress?: (p: Progress) => void): Promise<ExperimentView> {
     const e = this.requireExperiment(id);
     if (e.state === 'running') {
-      const driver = this.drive(id);
+      const driver = this.heldBy ? this.pollUntilDone(id) : this.drive(id);
       const session = this.ledger.session(e.sessionId)!;
       const config = parseConfig(JSON.parse(session.config));
       const ticker = onProgress
@@ -404,12 +430,17 @@ export class ResearchLoop {
           }, PROGRESS_EVERY_MS)
         : null;
       try {
-        await Promise.race([driver.then(() => this.followEvaluate(id)), sleep(clampWait(waitSeconds) * 1000)]);
+        await Promise.race([driver.then(() => (this.heldBy ? undefined : this.followEvaluate(id))), sleep(clampWait(waitSeconds) * 1000)]);
       } finally {
         if (ticker) clearInterval(ticker);
       }
     }
     return toView(this.ledger.experiment(id)!);
+  }
+
+  /** A read-only server watches the ledger that the driving server writes. */
+  private async pollUntilDone(id: number): Promise<void> {
+    while (!this.closed && this.ledger.experiment(id)!.state === 'running') await sleep(500);
   }
 
   /** The run's driver hands over to the evaluate phase's driver; a waiter must follow that one too. */
@@ -464,6 +495,7 @@ export class ResearchLoop {
   // ---------------------------------------------------------------- keep and revert
 
   async keep(input: { id: number; force?: boolean; reason?: string }): Promise<{ experiment: ExperimentView; session: SessionView }> {
+    this.requireDriver();
     const { session, config } = this.requireSession();
     const e = this.requireExperiment(input.id, session);
     const refusal = this.keepRefusal(session, config, e, input.force === true, input.reason);
@@ -515,6 +547,7 @@ export class ResearchLoop {
   }
 
   async revert(input: { id?: number }): Promise<{ experiment: ExperimentView | null; resetTo: string; removedUntracked: string[]; savedWorktree: string | null }> {
+    this.requireDriver();
     const { session, config } = this.requireSession();
     const inFlight = this.ledger.unfinishedExperiments()[0];
     if (inFlight) throw new RatchetError('busy', `Experiment ${inFlight.id} is still running.`, `Call cancel_experiment {id: ${inFlight.id}} first, or wait_experiment until it ends.`);
@@ -552,6 +585,7 @@ export class ResearchLoop {
   // ---------------------------------------------------------------- cancel
 
   async cancelExperiment(id: number): Promise<ExperimentView> {
+    this.requireDriver();
     const e = this.requireExperiment(id);
     if (e.state !== 'running' && e.state !== 'queued') {
       throw new RatchetError('not_decidable', `Experiment ${id} is ${e.state}; only a running experiment can be cancelled.`, 'Call status to see what is running.');
@@ -622,7 +656,7 @@ export class ResearchLoop {
 
   /** After a restart: re-attach to runs whose supervisor lives on, record finished ones, sweep and mark the rest. */
   async recover(): Promise<number[]> {
-    if (!existsSync(ledgerPath(this.repo))) return [];
+    if (this.heldBy || !existsSync(ledgerPath(this.repo))) return [];
     const unfinished = this.ledger.unfinishedExperiments();
     for (const e of unfinished) {
       if (e.state === 'queued' || !e.supervisorPid || !e.runToken) {
@@ -639,6 +673,7 @@ export class ResearchLoop {
   /** Stops following runs; their supervisors keep enforcing the budget and a later server records them. */
   close(): void {
     this.closed = true;
+    if (!this.heldBy) releaseServerLock(this.lockPath);
     this.ledgerHandle?.close();
     this.ledgerHandle = null;
   }

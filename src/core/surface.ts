@@ -1,7 +1,7 @@
 // The edit surface: which paths an experiment may change, and hash pins that keep protected files (tracked or ignored) untouched.
 import { createHash } from 'node:crypto';
 import { createReadStream, constants as fsConstants } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import { execa } from 'execa';
@@ -138,14 +138,17 @@ export async function restorePinned(repo: string, pins: Pin[], storeDir: string,
 export async function changedPaths(repo: string, baseCommit: string): Promise<ChangedPath[]> {
   await assertTopLevel(repo);
   const base = await resolveCommit(repo, baseCommit);
-  const { diff, untracked } = await withScratchIndex(repo, async (env) => ({
-    diff: await git(
+  const untracked = await withScratchIndex(repo, (env) => git(repo, ['ls-files', '--others', '--exclude-standard', '-z'], env));
+  // The diff hashes the whole working tree into a fresh index built from the base, exactly as the
+  // candidate commit is built: no stat cache, so no edit can hide behind a matching size and mtime.
+  const diff = await withFreshIndex(repo, base, async (env) => {
+    await git(repo, ['add', '-A', '--', '.'], env);
+    return git(
       repo,
-      ['-c', 'core.quotepath=off', 'diff', '--name-status', '-z', '-M', '--no-ext-diff', '--no-textconv', '--ignore-submodules=none', base, '--'],
+      ['-c', 'core.quotepath=off', 'diff', '--cached', '--name-status', '-z', '-M', '--no-ext-diff', '--no-textconv', '--ignore-submodules=none', base, '--'],
       env,
-    ),
-    untracked: await git(repo, ['ls-files', '--others', '--exclude-standard', '-z'], env),
-  }));
+    );
+  });
 
   const changed = new Map<string, ChangedPath>();
   for (const c of parseNameStatus(diff)) changed.set(c.path, c);
@@ -479,6 +482,17 @@ async function git(repo: string, args: string[], extraEnv?: Record<string, strin
  * rewrites the index it reads (GIT_OPTIONAL_LOCKS does not stop it), and the real one must not be
  * touched while the agent or another git command may be using it.
  */
+async function withFreshIndex<T>(repo: string, base: string, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+  const scratch = await mkdtemp(join(tmpdir(), 'ratchet-index-'));
+  try {
+    const env = { GIT_INDEX_FILE: join(scratch, 'index') };
+    await git(repo, ['read-tree', base], env);
+    return await fn(env);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
 async function withScratchIndex<T>(repo: string, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
   const indexPath = (await git(repo, ['rev-parse', '--git-path', 'index'])).trim();
   const realIndex = isAbsolute(indexPath) ? indexPath : join(repo, indexPath);
@@ -486,9 +500,19 @@ async function withScratchIndex<T>(repo: string, fn: (env: Record<string, string
   try {
     const copy = join(scratch, 'index');
     // No index yet means nothing is staged: an empty scratch index says the same.
-    await copyFile(realIndex, copy).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-    });
+    const copied = await copyFile(realIndex, copy).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        return false;
+      },
+    );
+    // Git's racy-clean check compares entry mtimes with the index file's own mtime; a copy with a
+    // fresh mtime would make a file edited in the same second as the last commit look unchanged.
+    if (copied) {
+      const { atime, mtime } = await stat(realIndex);
+      await utimes(copy, atime, mtime);
+    }
     return await fn({ GIT_INDEX_FILE: copy });
   } finally {
     await rm(scratch, { recursive: true, force: true });

@@ -270,6 +270,18 @@ describe('budget and cancel', () => {
     expect(loop.readMetric(e.id).keepable).toBe(false);
   });
 
+  it('stops a run that floods its log and records it as crashed', async () => {
+    const { repo, loop } = setup({ run: { command: 'node train.mjs', budgetSeconds: 30, graceSeconds: 1, maxLogMegabytes: 1 } });
+    await startWithBaseline(loop);
+    setConstant(repo, 'MODE', "'flood'");
+    const e = await finished(loop, (await loop.runExperiment({ description: 'flood' })).id);
+    expect(e.state).toBe('crashed');
+    expect(e.reason).toContain('flooded its log past 1 MB');
+    const page = await loop.readLog({ id: e.id, limit: 5 });
+    expect(page.sizeBytes).toBeLessThan(64 * 1024 * 1024);
+    expect(page.lines.every((l) => l.text.length <= 2000 + 40)).toBe(true);
+  });
+
   it('cancels a running experiment', async () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);

@@ -154,6 +154,23 @@ describe('checkEditSurface', () => {
     expect(reasons((await check()).violations)).toEqual({ 'README.md': 'outside_surface' });
   });
 
+  it('sees a same-size edit whose stat matches the index (git\'s racy-clean case)', async () => {
+    // Simulate a commit and an edit within one clock tick: same size, same mtime, and the index
+    // written in that tick too. Only git's racy check (entry mtime >= index mtime) catches it,
+    // and only if the scratch copy of the index keeps the original's mtime.
+    await git('config', 'core.trustctime', 'false');
+    write('train.py', 'v = 1\n');
+    await git('add', 'train.py');
+    await git('-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '-m', 'v1');
+    const head = (await git('rev-parse', 'HEAD')).trim();
+    const tick = statSync(join(repo, 'train.py')).mtime;
+    write('train.py', 'v = 2\n');
+    utimesSync(join(repo, 'train.py'), tick, tick);
+    utimesSync(join(repo, '.git', 'index'), tick, tick);
+    const { changed } = await check({ baseCommit: head });
+    expect(changed.map((c) => c.path)).toEqual(['train.py']);
+  });
+
   it('does not flag a file whose timestamp changed but content did not', async () => {
     const future = new Date(Date.now() + 60_000);
     utimesSync(join(repo, 'README.md'), future, future);
@@ -221,10 +238,8 @@ describe('checkEditSurface', () => {
   it('checks both sides of a plain mv that git has not seen (deletion + untracked file)', async () => {
     renameSync(join(repo, 'README.md'), join(repo, 'model', 'README.md'));
     const { changed, violations } = await check();
-    expect(changed).toEqual([
-      { path: 'README.md', status: 'deleted', untracked: false },
-      { path: 'model/README.md', status: 'added', untracked: true },
-    ]);
+    // Hashing the working tree into a fresh index lets git pair the two sides as a rename.
+    expect(changed).toEqual([{ path: 'model/README.md', status: 'renamed', from: 'README.md', untracked: true }]);
     expect(reasons(violations)).toEqual({ 'README.md': 'outside_surface' });
   });
 

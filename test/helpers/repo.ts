@@ -47,6 +47,7 @@ await new Promise((r) => setTimeout(r, SLEEP_MS));
 if (MODE === 'crash') { console.error('Traceback: boom'); process.exit(3); }
 if (MODE === 'fake') { console.log('score: 0.0001'); }
 if (MODE === 'nometric') { console.log('done, but no metric'); process.exit(0); }
+if (MODE === 'flood') { const line = 'x'.repeat(1023) + '\\n'; for (;;) process.stdout.write(line); }
 if (MODE === 'hang') {
   // A grandchild and a setsid daemon that would outlive a naive kill; their pids go to PID_DIR.
   const { spawn } = await import('node:child_process');

@@ -124,6 +124,26 @@ describe('a short session over the protocol', () => {
   });
 });
 
+describe('progress', () => {
+  it('wait_experiment sends progress notifications with elapsed time, budget and the last log line', async () => {
+    const { setConstant } = await import('../helpers/repo.js');
+    setConstant(repo, 'SLEEP_MS', '4000');
+    setConstant(repo, 'SCORE', '0.5');
+    const started = await call('run_experiment', { description: 'slow enough to report progress', wait_seconds: 0 });
+    expect(started.isError, started.content[0]?.text).toBeFalsy();
+    const id = (started.structuredContent!.experiment as { id: number }).id;
+    const messages: string[] = [];
+    const r = (await client.callTool({ name: 'wait_experiment', arguments: { id, wait_seconds: 30 } }, undefined, {
+      onprogress: (p) => messages.push(p.message ?? ''),
+      timeout: 60_000,
+    })) as Result;
+    expect((r.structuredContent!.experiment as { state: string }).state).toBe('measured');
+    expect(messages.length).toBeGreaterThanOrEqual(1);
+    expect(messages[0]).toMatch(/^run: \d+s of 20s/);
+    await call('revert', { id });
+  });
+});
+
 describe('prompt and resource', () => {
   it('serves program.md as the `loop` prompt with the config filled in, and as a resource', async () => {
     const { prompts } = await client.listPrompts();

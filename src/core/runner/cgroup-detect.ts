@@ -79,9 +79,8 @@ function parseMounts(text: string): Mount[] {
 
 // A mount may expose a subtree only (containers without a cgroup namespace): map our path through its root.
 function dirUnder(m: Mount, path: string): string | null {
-  if (m.root === '/') return join(m.mountPoint, path);
-  if (path === m.root) return m.mountPoint;
-  return path.startsWith(`${m.root}/`) ? join(m.mountPoint, path.slice(m.root.length)) : null;
+  const inside = m.root === '/' ? path : path === m.root ? '/' : path.startsWith(`${m.root}/`) ? path.slice(m.root.length) : null;
+  return inside === null ? null : join(m.mountPoint, inside).replace(/(.)\/+$/, '$1');
 }
 
 function unescape(field: string): string {

@@ -13,11 +13,11 @@ export function readLogTail(logPath: string, maxLines: number): string[] {
   }
   try {
     const size = fstatSync(fd).size;
-    const start = Math.max(0, size - TAIL_BYTES);
+    // Mid-file, one byte more is read so that the first piece is either cut (dropped) or empty after a newline.
+    const start = size > TAIL_BYTES ? size - TAIL_BYTES - 1 : 0;
     const buf = Buffer.alloc(size - start);
     const read = readSync(fd, buf, 0, buf.length, start);
     const lines = buf.subarray(0, read).toString('utf8').split('\n');
-    // Starting mid-file means the first line (and maybe a UTF-8 sequence) is cut: drop it.
     if (start > 0) lines.shift();
     if (lines.at(-1) === '') lines.pop();
     return lines.slice(-maxLines).map((line) => line.replace(/\r$/, ''));
