@@ -195,13 +195,16 @@ export class ResearchLoop {
       pins,
       protectedGlobs: config.protected,
     });
+    const candidate = {
+      sessionId: session.id,
+      kind: 'candidate' as const,
+      parentCommit: session.bestCommit,
+      description: input.description,
+      hypothesis: input.hypothesis ?? null,
+    };
     if (violations.length) {
       const refused = this.ledger.createExperiment({
-        sessionId: session.id,
-        kind: 'candidate',
-        parentCommit: session.bestCommit,
-        description: input.description,
-        hypothesis: input.hypothesis ?? null,
+        ...candidate,
         state: 'refused',
         phase: 'done',
         reason: `edit surface violated by ${violations.map((v) => v.path).join(', ')}`,
@@ -225,14 +228,7 @@ export class ResearchLoop {
     }
 
     const gpus = await this.allocateGpus(config);
-    const e = this.ledger.createExperiment({
-      sessionId: session.id,
-      kind: 'candidate',
-      parentCommit: session.bestCommit,
-      description: input.description,
-      hypothesis: input.hypothesis ?? null,
-      host: hostname(),
-    });
+    const e = this.ledger.createExperiment({ ...candidate, host: hostname() });
     const message = `ratchet #${e.id}: ${input.description}${input.hypothesis ? `\n\n${input.hypothesis}` : ''}\n\nRatchet-Experiment: ${e.id}`;
     const { commit } = await this.git.snapshot(session.bestCommit, message, this.scratchDir);
     await this.git.setRef(`refs/ratchet/${session.tag}/${e.id}`, commit);
