@@ -45,6 +45,31 @@ describe('stdio server', () => {
     expect(logs.some((l) => (JSON.parse(l) as { msg: string }).msg === 'ratchet serving over stdio')).toBe(true);
   });
 
+  it('names the bad key at serve start (stderr) and from the tools', async () => {
+    const bad = makeRepo({ 'train.mjs': TRAIN }, { ...baseConfig(), metric: { name: 'score', direction: 'sideways' } });
+    try {
+      const child = spawn(process.execPath, [CLI, 'serve', '--repo', bad.dir], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const send = (msg: unknown) => child.stdin.write(`${JSON.stringify(msg)}\n`);
+      send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '0' } } });
+      send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+      send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'start_session', arguments: {} } });
+      for (let i = 0; i < 200 && stdout.split('\n').filter(Boolean).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      child.stdin.end();
+      await new Promise((r) => child.on('exit', r));
+      expect(stderr).toContain('metric.direction');
+      const reply = JSON.parse(stdout.split('\n').filter(Boolean)[1]!) as { result: { isError: boolean; content: { text: string }[] } };
+      expect(reply.result.isError).toBe(true);
+      expect(reply.result.content[0]!.text).toContain('[config_invalid]');
+      expect(reply.result.content[0]!.text).toContain('metric.direction');
+    } finally {
+      bad.cleanup();
+    }
+  });
+
   it('exits cleanly on SIGTERM', async () => {
     const s = startServer();
     s.send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '0' } } });
