@@ -63,6 +63,8 @@ async function serve(repo: string): Promise<number> {
     await close().catch((err: unknown) => logger.error({ err }, 'close failed'));
     process.exit(0);
   };
+  // A background driver must never take the server down with it; log and carry on.
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.stdin.on('end', () => void shutdown('stdin closed'));

@@ -140,6 +140,23 @@ export class Git {
     return { files, insertions, deletions };
   }
 
+  /** Paths that differ between two commits, renames paired (from → path). */
+  async changedBetween(from: string, to: string): Promise<{ path: string; from?: string }[]> {
+    const fields = (await this.raw(['-c', 'core.quotepath=off', 'diff', '--name-status', '-z', '-M', '--no-ext-diff', from, to])).split('\0');
+    const out: { path: string; from?: string }[] = [];
+    for (let i = 0; i < fields.length; ) {
+      const status = fields[i++];
+      if (!status) continue;
+      if (status.startsWith('R') || status.startsWith('C')) {
+        const source = fields[i++]!;
+        out.push({ path: fields[i++]!, from: status.startsWith('R') ? source : undefined });
+      } else {
+        out.push({ path: fields[i++]! });
+      }
+    }
+    return out;
+  }
+
   async setRef(ref: string, commit: string): Promise<void> {
     await this.raw(['update-ref', ref, commit]);
   }
@@ -159,7 +176,8 @@ export class Git {
     const untracked = (await this.raw(['ls-files', '--others', '--exclude-standard', '-z'])).split('\0').filter(Boolean);
     const isEditable = picomatch(editable, { dot: true });
     const isProtected = picomatch(protectedGlobs.length ? protectedGlobs : ['\0'], { dot: true });
-    const removed = untracked.filter((p) => isEditable(p) && !isProtected(p) && !p.startsWith('.ratchet/'));
+    // An entry ending in "/" is a nested repository: the snapshot holds only a gitlink, so deleting it could lose work.
+    const removed = untracked.filter((p) => !p.endsWith('/') && isEditable(p) && !isProtected(p) && !p.startsWith('.ratchet/'));
     for (const p of removed) {
       const abs = join(this.repo, p);
       if (existsSync(abs) || lstatSync(abs, { throwIfNoEntry: false })) rmSync(abs, { force: true, recursive: true });

@@ -1,5 +1,5 @@
 // The research loop, top to bottom: start a session → run a candidate → measure it → keep or revert.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -40,6 +40,13 @@ export interface Progress {
 
 type Phase = 'run' | 'evaluate';
 
+export interface RevertResult {
+  experiment: ExperimentView | null;
+  resetTo: string;
+  removedUntracked: string[];
+  savedWorktree: string | null;
+}
+
 export class ResearchLoop {
   readonly repo: string;
   readonly stateDir: string;
@@ -71,6 +78,36 @@ export class ResearchLoop {
     return join(this.stateDir, 'results.tsv');
   }
 
+  // Tool calls arrive concurrently (agents do send parallel calls); every call that changes git or
+  // the ledger runs alone, so checks like "nothing is running" still hold when it acts on them.
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  startSession(input: { tag?: string }): Promise<{ session: SessionView; baseline: ExperimentView }> {
+    return this.exclusive(() => this.startSessionNow(input));
+  }
+
+  runExperiment(input: { description: string; hypothesis?: string }): Promise<ExperimentView> {
+    return this.exclusive(() => this.runExperimentNow(input));
+  }
+
+  keep(input: { id: number; force?: boolean; reason?: string }): Promise<{ experiment: ExperimentView; session: SessionView }> {
+    return this.exclusive(() => this.keepNow(input));
+  }
+
+  revert(input: { id?: number }): Promise<RevertResult> {
+    return this.exclusive(() => this.revertNow(input));
+  }
+
+  cancelExperiment(id: number): Promise<ExperimentView> {
+    return this.exclusive(() => this.cancelExperimentNow(id));
+  }
+
   /** Claims the repo for this server; returns the other live server's pid if it already drives it. */
   claim(): LockHolder | null {
     mkdirSync(this.stateDir, { recursive: true });
@@ -94,7 +131,7 @@ export class ResearchLoop {
 
   // ---------------------------------------------------------------- start
 
-  async startSession(input: { tag?: string }): Promise<{ session: SessionView; baseline: ExperimentView }> {
+  private async startSessionNow(input: { tag?: string }): Promise<{ session: SessionView; baseline: ExperimentView }> {
     this.requireDriver();
     const config = loadConfig(this.repo);
     await this.git.assertUsable();
@@ -172,7 +209,7 @@ export class ResearchLoop {
 
   // ---------------------------------------------------------------- run
 
-  async runExperiment(input: { description: string; hypothesis?: string }): Promise<ExperimentView> {
+  private async runExperimentNow(input: { description: string; hypothesis?: string }): Promise<ExperimentView> {
     this.requireDriver();
     const { session, config } = this.requireSession();
     const inFlight = this.ledger.unfinishedExperiments()[0];
@@ -232,6 +269,24 @@ export class ResearchLoop {
     const message = `ratchet #${e.id}: ${input.description}${input.hypothesis ? `\n\n${input.hypothesis}` : ''}\n\nRatchet-Experiment: ${e.id}`;
     const { commit } = await this.git.snapshot(session.bestCommit, message, this.scratchDir);
     await this.git.setRef(`refs/ratchet/${session.tag}/${e.id}`, commit);
+    // The snapshot re-reads the tree: a write that landed after the check must not ride along.
+    const late = await this.commitViolations(session.bestCommit, commit, config);
+    if (late.length) {
+      this.ledger.updateExperiment(e.id, {
+        commit,
+        state: 'refused',
+        phase: 'done',
+        reason: `files outside the edit surface changed while the candidate was committed: ${late.join(', ')}`,
+        violations: JSON.stringify(late.map((path) => ({ path, reason: 'outside_surface' }))),
+        endedAt: new Date().toISOString(),
+      });
+      throw new RatchetError(
+        'surface_violation',
+        `Experiment ${e.id} refused: ${late.join(', ')} changed while the candidate was being committed (is something writing into the repo?). Nothing was run; the branch did not move.`,
+        'Stop whatever writes those files (or add its outputs to .gitignore), undo the changes, then call run_experiment again.',
+        { experimentId: e.id, paths: late },
+      );
+    }
     const diffStats = await this.git.diffStats(session.bestCommit, commit);
     const committed = this.ledger.updateExperiment(e.id, { commit, diffStats: JSON.stringify(diffStats) });
     return toView(await this.launch(committed, config, 'run', gpus));
@@ -250,6 +305,11 @@ export class ResearchLoop {
       RATCHET_PHASE: phase,
     };
     if (assigned) Object.assign(env, gpuEnv(assigned));
+    const logPath = join(dir, `${phase}.log`);
+    // The token is on record before anything is spawned, so a crash here still lets recovery sweep it.
+    this.ledger.updateExperiment(e.id, { runToken: token, supervisorPid: null, phase });
+    // A run could have planted the evaluate log in advance; each phase starts from an empty one.
+    rmSync(logPath, { force: true });
     try {
       const { supervisorPid } = await startRun({
         command: step.command,
@@ -257,7 +317,7 @@ export class ResearchLoop {
         env,
         budgetSeconds: step.budgetSeconds,
         graceSeconds: step.graceSeconds,
-        logPath: join(dir, `${phase}.log`),
+        logPath,
         resultPath: join(dir, `${phase}.result.json`),
         maxLogBytes: Math.round((config.run.maxLogMegabytes ?? 256) * 1024 * 1024),
         containment: this.opts.containment ?? 'auto',
@@ -290,8 +350,12 @@ export class ResearchLoop {
     const driver = this.advance(id)
       .catch((err) => {
         this.log.error({ err, id }, 'driver failed');
-        const e = this.ledger.experiment(id);
-        if (e && (e.state === 'running' || e.state === 'queued')) this.finish(id, 'crashed', `ratchet failed while recording the run: ${(err as Error).message}`);
+        try {
+          this.finish(id, 'crashed', `ratchet failed while recording the run: ${(err as Error).message}`);
+        } catch (inner) {
+          // The ledger itself failed (disk full?): leave the row for recovery at the next start.
+          this.log.error({ err: inner, id }, 'could not record the failure');
+        }
       })
       .finally(() => this.drivers.delete(id));
     this.drivers.set(id, driver);
@@ -304,16 +368,17 @@ export class ResearchLoop {
       if (e.state !== 'running' || this.closed) return;
       const phase = e.phase as Phase;
       const result = await this.awaitPhase(e, phase);
-      if (this.closed) return;
-      const fresh = this.ledger.experiment(id)!;
-      if (fresh.state !== 'running') return;
+      if (this.closed || !this.stillRunning(id)) return;
+      const config = parseConfig(JSON.parse(this.ledger.session(e.sessionId)!.config));
+      // Pins are checked after every run outcome: a run that crashed after overwriting an
+      // ignored protected file would otherwise leave every later run refused.
+      const tampered = phase === 'run' ? await this.restoreTamperedPins(e) : [];
+      if (!this.stillRunning(id)) return;
       if (!result) {
         const swept = await sweepRun(e.runToken!);
         this.finish(id, 'crashed', `the ${phase} supervisor died without a result (was the machine or ratchet killed?); ${swept} leftover process(es) were killed`);
         return;
       }
-      const config = parseConfig(JSON.parse(this.ledger.session(e.sessionId)!.config));
-      const failure = judge(result, phase, config);
       if (phase === 'run') {
         this.ledger.updateExperiment(id, {
           exitCode: result.exitCode,
@@ -323,24 +388,27 @@ export class ResearchLoop {
           memoryMethod: `${result.memoryMethod} (containment: ${result.containment})`,
         });
       }
+      const failure = judge(result, phase, config);
       if (failure) {
         this.finish(id, failure.state, failure.reason);
         return;
       }
-      if (phase === 'run') {
-        const tampered = await this.restoreTamperedPins(e);
-        if (tampered.length) {
-          this.finish(id, 'crashed', `the run modified protected file(s) ${tampered.join(', ')}; they were restored to their pinned content and the run is not trusted`);
-          return;
-        }
-        if (config.evaluate) {
-          await this.launch(this.ledger.experiment(id)!, config, 'evaluate');
-          return; // the evaluate phase has its own driver
-        }
+      if (tampered.length) {
+        this.finish(id, 'crashed', `the run modified protected file(s) ${tampered.join(', ')}; they were restored to their pinned content and the run is not trusted`);
+        return;
+      }
+      if (phase === 'run' && config.evaluate) {
+        await this.launch(this.ledger.experiment(id)!, config, 'evaluate');
+        continue; // follow the evaluate phase too
       }
       this.measure(id, config, phase);
       return;
     }
+  }
+
+  /** A cancel can land while the driver awaits; it must never be overwritten by a later result. */
+  private stillRunning(id: number): boolean {
+    return this.ledger.experiment(id)?.state === 'running';
   }
 
   private async awaitPhase(e: ExperimentRow, phase: Phase): Promise<RunResult | null> {
@@ -366,6 +434,7 @@ export class ResearchLoop {
 
   /** Reads the metric (from the trusted evaluate output when configured) and records the measurement. */
   private measure(id: number, config: Config, phase: Phase): void {
+    if (!this.stillRunning(id)) return;
     const dir = this.runDir(id);
     const runText = readMetricText(join(dir, 'run.log'));
     const sourceText = phase === 'evaluate' ? readMetricText(join(dir, 'evaluate.log')) : runText;
@@ -404,6 +473,8 @@ export class ResearchLoop {
   }
 
   private finish(id: number, state: ExperimentState, reason: string | null): ExperimentRow {
+    const current = this.ledger.experiment(id)!;
+    if (current.state !== 'running' && current.state !== 'queued') return current; // already recorded (e.g. cancelled)
     const row = this.ledger.updateExperiment(id, { state, phase: 'done', reason, endedAt: new Date().toISOString() });
     this.log.info({ id, state, metric: row.metric, reason }, 'experiment finished');
     const session = this.ledger.session(row.sessionId)!;
@@ -490,13 +561,20 @@ export class ResearchLoop {
 
   // ---------------------------------------------------------------- keep and revert
 
-  async keep(input: { id: number; force?: boolean; reason?: string }): Promise<{ experiment: ExperimentView; session: SessionView }> {
+  private async keepNow(input: { id: number; force?: boolean; reason?: string }): Promise<{ experiment: ExperimentView; session: SessionView }> {
     this.requireDriver();
+    await this.requireOnBranch(this.requireSession().session); // may complete a keep interrupted by a crash
     const { session, config } = this.requireSession();
     const e = this.requireExperiment(input.id, session);
+    if (e.decision === 'kept' && session.bestExperimentId === e.id && e.decisionReason?.includes('after a restart')) {
+      return { experiment: toView(e), session: this.sessionView(session) };
+    }
     const refusal = this.keepRefusal(session, config, e, input.force === true, input.reason);
     if (refusal) throw refusal;
-    await this.requireOnBranch(session);
+    const outside = await this.commitViolations(session.bestCommit, e.commit!, config);
+    if (outside.length) {
+      throw new RatchetError('surface_violation', `Experiment ${e.id}'s commit changes ${outside.join(', ')}, outside the edit surface; it cannot be kept.`, `Call revert {id: ${e.id}}.`);
+    }
     await this.git.advanceBranch(session.branch, e.commit!, session.bestCommit);
     const forced = input.force === true && !isStrictlyBetter(e, session, this.ledger, config);
     this.ledger.db.transaction(() => {
@@ -507,6 +585,14 @@ export class ResearchLoop {
     this.writeResults(updated);
     this.log.info({ id: e.id, metric: e.metric, forced }, 'kept');
     return { experiment: toView(this.ledger.experiment(e.id)!), session: this.sessionView(updated) };
+  }
+
+  /** Paths a commit changes relative to the best that the surface does not allow (both sides of a rename). */
+  private async commitViolations(best: string, commit: string, config: Config): Promise<string[]> {
+    const isEditable = picomatch(config.editable, { dot: true });
+    const isProtected = picomatch([CONFIG_FILE, ...config.protected], { dot: true });
+    const paths = (await this.git.changedBetween(best, commit)).flatMap((c) => (c.from ? [c.from, c.path] : [c.path]));
+    return [...new Set(paths.filter((p) => !isEditable(p) || isProtected(p)))];
   }
 
   /** Null when `keep` may proceed, else the error that says why not and what to do. */
@@ -542,7 +628,7 @@ export class ResearchLoop {
     );
   }
 
-  async revert(input: { id?: number }): Promise<{ experiment: ExperimentView | null; resetTo: string; removedUntracked: string[]; savedWorktree: string | null }> {
+  private async revertNow(input: { id?: number }): Promise<RevertResult> {
     this.requireDriver();
     const { session, config } = this.requireSession();
     const inFlight = this.ledger.unfinishedExperiments()[0];
@@ -567,6 +653,10 @@ export class ResearchLoop {
       await this.git.setRef(savedWorktree, snap.commit);
     }
     const removedUntracked = await this.git.resetTo(session.bestCommit, config.editable, [...config.protected, CONFIG_FILE]);
+    // Ignored protected files are outside git's reach; their pinned copies put them back.
+    const pins = JSON.parse(session.pins) as Pin[];
+    const tampered = (await verifyPins(this.repo, pins, config.protected)).map((v) => v.path);
+    if (tampered.length) await restorePinned(this.repo, pins, join(this.stateDir, 'pins'), tampered.filter((p) => pins.some((pin) => pin.path === p)));
     let view: ExperimentView | null = null;
     if (e && e.kind === 'candidate' && e.state === 'measured' && e.decision === null) {
       view = toView(this.ledger.updateExperiment(e.id, { decision: 'reverted', decisionReason: 'reverted by the agent' }));
@@ -580,7 +670,7 @@ export class ResearchLoop {
 
   // ---------------------------------------------------------------- cancel
 
-  async cancelExperiment(id: number): Promise<ExperimentView> {
+  private async cancelExperimentNow(id: number): Promise<ExperimentView> {
     this.requireDriver();
     const e = this.requireExperiment(id);
     if (e.state !== 'running' && e.state !== 'queued') {
@@ -718,6 +808,7 @@ export class ResearchLoop {
       );
     }
     const tip = await this.git.resolve(`refs/heads/${session.branch}`);
+    if (tip !== session.bestCommit && tip !== null && this.finishInterruptedKeep(session, tip)) return;
     if (tip !== session.bestCommit) {
       throw new RatchetError(
         'git_state',
@@ -725,6 +816,26 @@ export class ResearchLoop {
         `Run \`git reset --soft ${session.bestCommit}\` to put the branch back (your files stay as they are), then call the tool again; or start a new session from here.`,
       );
     }
+  }
+
+  /**
+   * keep moves the branch, then writes the ledger; a crash between the two leaves the branch at an
+   * undecided candidate. If that candidate was keepable, finish recording the keep.
+   */
+  private finishInterruptedKeep(session: SessionRow, tip: string): boolean {
+    const pending = this.awaitingDecision(session);
+    if (!pending || pending.commit !== tip || pending.parentCommit !== session.bestCommit) return false;
+    const config = parseConfig(JSON.parse(session.config));
+    if (this.keepRefusal(session, config, pending, false) !== null) return false;
+    this.ledger.db.transaction(() => {
+      this.ledger.updateExperiment(pending.id, { decision: 'kept', decisionReason: 'improved (keep completed after a restart)' });
+      this.ledger.setBest(session.id, pending.id, tip);
+    })();
+    session.bestCommit = tip;
+    session.bestExperimentId = pending.id;
+    this.writeResults(session);
+    this.log.warn({ id: pending.id }, 'completed a keep that was interrupted between git and the ledger');
+    return true;
   }
 
   private async freeDefaultTag(): Promise<string> {

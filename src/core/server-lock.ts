@@ -5,15 +5,23 @@ import { dirname } from 'node:path';
 export interface LockHolder {
   pid: number;
   since: string;
+  /** Kernel start time of the holder, so a pid reused after a reboot is not mistaken for it. */
+  startTime?: string;
 }
 
-function holderAlive(pid: number): boolean {
+function startTimeOf(pid: number): string | null {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
   }
+}
+
+function holderAlive(holder: LockHolder): boolean {
+  const started = startTimeOf(holder.pid);
+  if (started === null) return false;
+  return holder.startTime === undefined || holder.startTime === started;
 }
 
 /**
@@ -25,7 +33,7 @@ export function acquireServerLock(path: string): LockHolder | null {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = openSync(path, 'wx');
-      writeSync(fd, JSON.stringify({ pid: process.pid, since: new Date().toISOString() }));
+      writeSync(fd, JSON.stringify({ pid: process.pid, since: new Date().toISOString(), startTime: startTimeOf(process.pid) ?? undefined }));
       closeSync(fd);
       return null;
     } catch (err) {
@@ -36,7 +44,7 @@ export function acquireServerLock(path: string): LockHolder | null {
       } catch {
         holder = null; // half-written or corrupt: treat as stale
       }
-      if (holder && holder.pid !== process.pid && holderAlive(holder.pid)) return holder;
+      if (holder && holder.pid !== process.pid && holderAlive(holder)) return holder;
       rmSync(path, { force: true });
     }
   }

@@ -52,7 +52,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(def
 export function errorResult(err: unknown): CallToolResult {
   const e = isRatchetError(err)
     ? err
-    : new RatchetError('internal', `Internal error: ${(err as Error)?.message ?? String(err)}`, 'This is a ratchet bug; the ledger and working tree are unchanged. Call status, and report the error with .ratchet/server.log.');
+    : new RatchetError('internal', `Internal error: ${(err as Error)?.message ?? String(err)}`, 'Call status to see where the session stands; if this repeats, report it with .ratchet/server.log.');
   return { isError: true, content: [{ type: 'text', text: `[${e.code}] ${e.toText()}` }] };
 }
 

@@ -2,6 +2,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ResearchLoop } from '../../src/core/loop.js';
@@ -377,3 +378,100 @@ describe('gpu', () => {
 function tmpdirMissing(): string {
   return join(tmpdir(), `ratchet-no-such-dir-${process.pid}`);
 }
+
+describe('robustness', () => {
+  it('serialises concurrent calls: keep and revert at once leave git and the ledger agreeing', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SCORE', '0.5');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'better' })).id);
+    const [kept, reverted] = await Promise.allSettled([loop.keep({ id: e.id }), loop.revert({ id: e.id })]);
+    expect(kept.status).toBe('fulfilled');
+    expect(reverted.status).toBe('rejected');
+    const status = loop.status();
+    expect(repo.git('rev-parse', 'ratchet/t1')).toBe(status.session?.bestCommit);
+    expect(status.session?.bestExperimentId).toBe(e.id);
+  });
+
+  it('two run_experiment calls at once start one run; the other is told it is busy', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SCORE', '0.5');
+    const results = await Promise.allSettled([loop.runExperiment({ description: 'a' }), loop.runExperiment({ description: 'b' })]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect((rejected.reason as RatchetError).code).toBe('busy');
+    await loop.settle();
+  });
+
+  it('never keeps a commit whose diff leaves the surface, even if the ledger points at one', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SCORE', '0.5');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'better' })).id);
+    // A candidate commit that also changed README.md (as a write racing the snapshot would).
+    repo.write('README.md', 'sneaked in\n');
+    repo.git('add', '-A');
+    const tree = repo.git('write-tree');
+    const sneaky = repo.git('commit-tree', tree, '-p', e.parentCommit, '-m', 'sneaky');
+    repo.git('reset', '-q');
+    loop.ledger.updateExperiment(e.id, { commit: sneaky });
+    const err = await rejection(loop.keep({ id: e.id }));
+    expect(err.code).toBe('surface_violation');
+    expect(err.message).toContain('README.md');
+    expect(repo.git('rev-parse', 'ratchet/t1')).toBe(e.parentCommit);
+  });
+
+  it('restores an ignored protected file that a crashing run overwrote', async () => {
+    const { repo, loop } = setup({}, { '.gitignore': 'data/\n' });
+    repo.write('data/tokens.bin', 'pinned data\n');
+    await startWithBaseline(loop);
+    repo.write(
+      'train.mjs',
+      TRAIN.replace('// synthetic experiment', "import { writeFileSync } from 'node:fs';\nwriteFileSync('data/tokens.bin', 'poisoned');\nprocess.exit(3);"),
+    );
+    const e = await finished(loop, (await loop.runExperiment({ description: 'poison then crash' })).id);
+    expect(e.state).toBe('crashed');
+    expect(repo.read('data/tokens.bin')).toBe('pinned data\n');
+    await loop.revert({});
+    setConstant(repo, 'SCORE', '0.5');
+    const next = await finished(loop, (await loop.runExperiment({ description: 'next idea' })).id);
+    expect(next.state).toBe('measured');
+  });
+
+  it('records the evaluate phase even when nobody is waiting', async () => {
+    const { repo, loop } = setup({ evaluate: { command: 'node evaluate.mjs', budgetSeconds: 20 } });
+    await startWithBaseline(loop);
+    setConstant(repo, 'SCORE', '0.5');
+    const started = await loop.runExperiment({ description: 'unwatched' });
+    for (let i = 0; i < 200 && loop.ledger.experiment(started.id)!.state === 'running'; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(loop.ledger.experiment(started.id)).toMatchObject({ state: 'measured', metric: 0.5 });
+  });
+
+  it('completes a keep interrupted between moving the branch and writing the ledger', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SCORE', '0.5');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'better' })).id);
+    repo.git('update-ref', 'refs/heads/ratchet/t1', e.commit!); // the crash happened right here
+    repo.git('reset', '-q');
+    const kept = await loop.keep({ id: e.id });
+    expect(kept.session.bestExperimentId).toBe(e.id);
+    expect(loop.status().session?.bestCommit).toBe(e.commit);
+    setConstant(repo, 'SCORE', '0.4');
+    expect((await finished(loop, (await loop.runExperiment({ description: 'next' })).id)).state).toBe('measured');
+  });
+
+  it('revert leaves an untracked nested repository alone', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    repo.write('notes/lib/work.txt', 'uncommitted work\n');
+    const nested = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: join(repo.dir, 'notes/lib') });
+    nested('init', '-q');
+    nested('commit', '-q', '--allow-empty', '-m', 'nested');
+    setConstant(repo, 'SCORE', '1.5');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'worse' })).id);
+    await loop.revert({ id: e.id });
+    expect(repo.read('notes/lib/work.txt')).toBe('uncommitted work\n');
+  });
+});
