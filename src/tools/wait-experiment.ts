@@ -9,7 +9,8 @@ import { waitSecondsField } from './run-experiment.js';
 export const experimentIdField = z
   .number({ error: 'id must be an experiment id (an integer); list_experiments shows them' })
   .int({ error: 'id must be an integer experiment id' })
-  .positive({ error: 'id must be a positive experiment id' });
+  .positive({ error: 'id must be a positive experiment id' })
+  .describe('Experiment id, as returned by start_session, run_experiment, status or list_experiments.');
 
 export const waitExperiment = defineTool({
   name: 'wait_experiment',
