@@ -76,6 +76,7 @@ async function serve(repo: string): Promise<number> {
     // Served anyway, so `status` can show the same error to the agent.
     logger.error(isRatchetError(err) ? err.toText() : String(err));
   }
+  await loop.excludeStateDir().catch(() => undefined); // not a git repo yet: start_session will say so
   const holder = loop.claim();
   if (holder) logger.warn({ holder }, 'another ratchet server drives this repo; serving read-only');
   try {

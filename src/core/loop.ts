@@ -115,6 +115,11 @@ export class ResearchLoop {
     return this.heldBy;
   }
 
+  /** .ratchet/ holds the server log from the first start, so it is kept out of `git status` from then on. */
+  async excludeStateDir(): Promise<void> {
+    await this.git.excludeFromGit('/.ratchet/');
+  }
+
   private get lockPath(): string {
     return join(this.stateDir, 'server.lock');
   }

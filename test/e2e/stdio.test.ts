@@ -40,6 +40,8 @@ describe('stdio server', () => {
     for (const m of messages) expect(m.jsonrpc).toBe('2.0');
     expect(messages.map((m) => m.id).sort()).toEqual([1, 2, 3, 4, 5]);
     expect(messages.find((m) => m.id === 4)!.result!.isError).toBe(true);
+    // The server log lives in .ratchet/, which is excluded from git from the first start.
+    expect(repo.git('status', '--porcelain')).toBe('');
     // pino's JSON lines go to stderr.
     const logs = s.err().split('\n').filter((l) => l.startsWith('{'));
     expect(logs.some((l) => (JSON.parse(l) as { msg: string }).msg === 'ratchet serving over stdio')).toBe(true);
