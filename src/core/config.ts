@@ -52,6 +52,10 @@ export const ConfigSchema = z
         graceSeconds: z.number().min(0).default(10).describe('Seconds between SIGTERM and SIGKILL.'),
         env: Env,
         maxLogMegabytes: z.number().positive().default(256).describe('A run whose log grows past this is stopped as crashed (output flood).'),
+        outputs: z
+          .array(z.string().min(1))
+          .default([])
+          .describe('Globs of untracked or ignored run outputs (checkpoints, caches) deleted before each run, so no step ever reads a previous run\'s files.'),
       })
       .strict(),
     evaluate: z

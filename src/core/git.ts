@@ -185,6 +185,15 @@ export class Git {
     return removed;
   }
 
+  /** Untracked files, git-ignored ones included (run outputs usually are). */
+  async untrackedFiles(): Promise<string[]> {
+    const [plain, ignored] = await Promise.all([
+      this.raw(['ls-files', '--others', '--exclude-standard', '-z']),
+      this.raw(['ls-files', '--others', '--ignored', '--exclude-standard', '-z']),
+    ]);
+    return [...plain.split('\0'), ...ignored.split('\0')].filter((p) => p && !p.endsWith('/'));
+  }
+
   async listRefs(prefix: string): Promise<string[]> {
     const out = await this.raw(['for-each-ref', '--format=%(refname)', prefix]);
     return out.split('\n').filter(Boolean);

@@ -303,7 +303,7 @@ export class Ledger {
       lines.push(
         [
           (e.commit ?? '').slice(0, 7),
-          e.metric === null ? '0.000000' : e.metric.toFixed(6),
+          formatMetric(e.metric),
           memoryGb(e).toFixed(1),
           status,
           e.description.replace(/[\t\r\n]+/g, ' '),
@@ -318,6 +318,12 @@ export class Ledger {
     writeFileSync(tmp, this.resultsTsv(sessionId, metricName));
     renameSync(tmp, file);
   }
+}
+
+/** Karpathy's six decimals, except where they would round a real value to zero. */
+function formatMetric(value: number | null): string {
+  if (value === null) return '0.000000';
+  return value !== 0 && Math.abs(value) < 1e-3 ? value.toExponential(6) : value.toFixed(6);
 }
 
 /** GPU memory when the run reported it (as Karpathy's peak_vram_mb), else the process tree's peak RSS. */

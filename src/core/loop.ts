@@ -142,6 +142,15 @@ export class ResearchLoop {
     await this.git.assertUsable();
     const inFlight = this.ledger.unfinishedExperiments()[0];
     if (inFlight) throw busyError(inFlight.id);
+    const active = this.ledger.activeSession();
+    const undecided = active ? this.awaitingDecision(active) : undefined;
+    if (undecided) {
+      throw new RatchetError(
+        'awaiting_decision',
+        `Experiment ${undecided.id} of session ${active!.tag} is measured and awaits a decision; a new session would carry its edit into the new baseline.`,
+        `Call keep {id: ${undecided.id}} or revert {id: ${undecided.id}} first, then start_session.`,
+      );
+    }
 
     const tag = input.tag ?? (await this.freeDefaultTag());
     const branch = `ratchet/${tag}`;
@@ -173,8 +182,8 @@ export class ResearchLoop {
     if (violations.length) {
       throw new RatchetError(
         'surface_violation',
-        `The working tree has uncommitted changes outside the edit surface, so the baseline would not be a committed state:\n${describeViolations(violations)}`,
-        'Commit or stash those changes (protected files must be committed as they should be pinned), then call start_session again.',
+        `The working tree has uncommitted changes outside the edit surface, so the baseline would not be a committed state:\n${violations.map((v) => `  - ${v.path}: ${v.detail}`).join('\n')}`,
+        'Commit those changes if they belong to the experiment\'s setup (protected files are pinned as committed), or stash them; then call start_session again.',
         { violations },
       );
     }
@@ -311,6 +320,7 @@ export class ResearchLoop {
     };
     if (assigned) Object.assign(env, gpuEnv(assigned));
     const logPath = join(dir, `${phase}.log`);
+    if (phase === 'run') await this.clearOutputs(config);
     // The token is on record before anything is spawned, so a crash here still lets recovery sweep it.
     this.ledger.updateExperiment(e.id, { runToken: token, supervisorPid: null, phase });
     // A run could have planted the evaluate log in advance; each phase starts from an empty one.
@@ -344,6 +354,16 @@ export class ResearchLoop {
       this.log.error({ err, id: e.id }, 'could not start the run');
       return this.finish(e.id, 'crashed', `ratchet could not start the ${phase} command: ${(err as Error).message}`);
     }
+  }
+
+  /** Deletes last run's outputs so an evaluate step can never score a previous run's checkpoint. */
+  private async clearOutputs(config: Config): Promise<void> {
+    if (!config.run.outputs.length) return;
+    const isOutput = picomatch(config.run.outputs, { dot: true });
+    const isProtected = picomatch([CONFIG_FILE, ...config.protected], { dot: true });
+    const stale = (await this.git.untrackedFiles()).filter((p) => isOutput(p) && !isProtected(p) && !p.startsWith('.ratchet/'));
+    for (const p of stale) rmSync(join(this.repo, p), { force: true });
+    if (stale.length) this.log.debug({ count: stale.length }, 'cleared run outputs');
   }
 
   // ---------------------------------------------------------------- measure
@@ -451,7 +471,13 @@ export class ResearchLoop {
     const secondary: Record<string, number> = { ...fallback.secondary, ...primary.secondary };
     if (primary.value === null) {
       const where = phase === 'evaluate' ? 'the evaluate command' : 'the run';
-      this.finish(id, 'crashed', `${where} finished but printed no "${config.metric.name}: <number>" line (or METRIC ${config.metric.name}=<number>); read_log shows what it printed`);
+      this.finish(
+        id,
+        'crashed',
+        primary.line
+          ? `${where}'s last ${config.metric.name} report is not a finite number: "${primary.line.trim().slice(0, 200)}"`
+          : `${where} finished but printed no "${config.metric.name}: <number>" line (or METRIC ${config.metric.name}=<number>); read_log shows what it printed`,
+      );
       return;
     }
     const checks = checkConstraints(config, primary.value, secondary);
@@ -541,10 +567,7 @@ export class ResearchLoop {
     const e = id === undefined ? this.ledger.latestExperiment(session.id) : this.requireExperiment(id);
     if (!e) throw new RatchetError('unknown_experiment', 'This session has no experiment yet.', 'Call start_session, or run_experiment after editing.');
     const best = session.bestExperimentId !== null ? this.ledger.experiment(session.bestExperimentId) : undefined;
-    const comparison =
-      e.metric === null
-        ? null
-        : compare(e.metric, best && best.id !== e.id ? best : undefined, config.metric.direction);
+    const comparison = e.metric === null ? null : compare(e.metric, best, config.metric.direction);
     const checks = JSON.parse(e.constraintChecks) as ConstraintCheck[];
     const ran = e.state === 'crashed' || e.state === 'timed_out' || e.state === 'cancelled';
     const logTail = ran && e.logPath ? this.crashTail(e) : null;
@@ -678,6 +701,7 @@ export class ResearchLoop {
   private async cancelExperimentNow(id: number): Promise<ExperimentView> {
     this.requireDriver();
     const e = this.requireExperiment(id);
+    if (e.state === 'cancelled') return toView(e); // already done: cancelling twice changes nothing
     if (e.state !== 'running' && e.state !== 'queued') {
       throw new RatchetError('not_decidable', `Experiment ${id} is ${e.state}; only a running experiment can be cancelled.`, 'Call status to see what is running.');
     }
@@ -703,8 +727,9 @@ export class ResearchLoop {
     } catch (err) {
       configError = isRatchetError(err) ? err.message : String(err);
     }
-    const session = this.ledger.activeSession();
-    const running = this.ledger.unfinishedExperiments()[0];
+    const hasLedger = existsSync(ledgerPath(this.repo));
+    const session = hasLedger ? this.ledger.activeSession() : undefined;
+    const running = hasLedger ? this.ledger.unfinishedExperiments()[0] : undefined;
     let runningView: Status['running'] = null;
     if (running && session) {
       const p = this.progressOf(running, parseConfig(JSON.parse(session.config)));
@@ -719,7 +744,9 @@ export class ResearchLoop {
       config: { valid: configError === null, error: configError },
       ledger: ledgerPath(this.repo),
       resultsTsv: this.resultsTsvPath,
-      next: nextStep(session, runningView, pending, configError),
+      next: this.heldBy
+        ? `This server is read-only: another ratchet server (pid ${this.heldBy.pid}) drives this repo.`
+        : nextStep(session, runningView, pending, configError),
     };
   }
 
@@ -740,6 +767,14 @@ export class ResearchLoop {
       }
     }
     const path = join(this.runDir(e.id), `${input.phase ?? 'run'}.log`);
+    if (input.phase === 'evaluate' && !existsSync(path)) {
+      const config = parseConfig(JSON.parse(this.ledger.session(e.sessionId)!.config));
+      throw new RatchetError(
+        'invalid_argument',
+        config.evaluate ? `Experiment ${e.id} has no evaluate log: its run did not get that far.` : 'This session has no evaluate step configured.',
+        `Call read_log {id: ${e.id}} for the run's log.`,
+      );
+    }
     return { path, ...(await readLogPage(path, { offset: input.offset, limit: input.limit ?? 100, grep })) };
   }
 
@@ -895,9 +930,11 @@ export class ResearchLoop {
     };
   }
 
+  /** results.tsv follows the active session; results-<tag>.tsv keeps every session's own file. */
   private writeResults(session: SessionRow): void {
     const config = parseConfig(JSON.parse(session.config));
-    this.ledger.writeResultsTsv(session.id, config.metric.name, this.resultsTsvPath);
+    this.ledger.writeResultsTsv(session.id, config.metric.name, join(this.stateDir, `results-${session.tag}.tsv`));
+    if (this.ledger.activeSession()?.id === session.id) this.ledger.writeResultsTsv(session.id, config.metric.name, this.resultsTsvPath);
   }
 }
 
@@ -941,6 +978,7 @@ function isStrictlyBetter(e: ExperimentRow, session: SessionRow, ledger: Ledger,
 
 function nextStep(session: SessionRow | undefined, running: Status['running'], pending: ExperimentRow | undefined, configError: string | null): string {
   if (configError && !session) return 'Fix ratchet.json (see config.error), then call start_session.';
+  if (configError) return 'ratchet.json changed since the session pinned it and is now invalid: restore it (git checkout -- ratchet.json); runs are refused until it matches its pin.';
   if (!session) return 'Call start_session to create the branch and measure the baseline.';
   if (running) return `Experiment ${running.id} is running: call wait_experiment {id: ${running.id}}.`;
   if (pending) return `Experiment ${pending.id} awaits a decision: read_metric, then keep or revert.`;

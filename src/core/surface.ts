@@ -252,15 +252,17 @@ export function describeViolations(v: Violation[]): string {
   const changedProtected = [...of('protected_changed'), ...of('protected_deleted')];
   if (changedProtected.length) {
     lines.push(
-      `  - Revert your change to ${list(changedProtected)} with \`git checkout HEAD -- ${changedProtected.map(shellQuote).join(' ')}\`. ` +
-        'Protected files define the experiment and cannot change during a session; a git-ignored one needs its original content back (ratchet keeps a pinned copy).',
+      `  - Revert your change to ${list(changedProtected)} with \`git checkout HEAD -- ${changedProtected.map(shellQuote).join(' ')}\`, ` +
+        'or call the revert tool, which also puts git-ignored protected files back from their pinned copies (and saves your edits under a ref first). ' +
+        'Protected files define the experiment and cannot change during a session.',
     );
   }
   const outside = of('outside_surface');
   if (outside.length) {
     lines.push(
       `  - Undo the changes outside the edit surface (${list(outside)}) with the commands above. ` +
-        'If a path should be editable, add it to "editable" in ratchet.json before starting the session; if it is a run output, add it to .gitignore.',
+        'If a path should be editable, add it to "editable" in ratchet.json before starting the session. ' +
+        'If it is a run output, add it to .git/info/exclude now (changing .gitignore mid-session is itself a change outside the surface), and to .gitignore before the next session.',
     );
   }
   const added = of('protected_added');

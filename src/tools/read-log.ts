@@ -14,7 +14,7 @@ export const readLog = defineTool({
   idempotent: true,
   input: {
     id: experimentIdField,
-    offset: z.number().int().min(0).optional().describe('First line (0-based, counted after grep); omit for the tail.'),
+    offset: z.number().int().min(0).optional().describe('Index of the first line to return (0-based, counted after grep); omit for the tail. Returned lines carry their 1-based line number n in the file.'),
     limit: z.number().int().min(1).max(MAX_PAGE_LINES).optional().describe(`Lines to return (default 100, at most ${MAX_PAGE_LINES}).`),
     grep: z.string().max(500).optional().describe('JavaScript regular expression; only matching lines are returned.'),
     phase: z.enum(['run', 'evaluate']).optional().describe('Which log: the run (default) or the trusted evaluate step.'),

@@ -20,7 +20,7 @@ export const readMetric = defineTool({
     const summary =
       e.metric === null
         ? `Experiment ${e.id} is ${e.state}${e.reason ? `: ${e.reason}` : ''}.`
-        : `Experiment ${e.id}: ${report.metricName} ${e.metric}${c && c.bestMetric !== null && c.bestId !== e.id ? ` vs best ${c.bestMetric} (delta ${c.delta}, ${c.improved ? 'improved' : 'not improved'})` : ''}; ${report.keepable ? 'keep would accept it' : 'keep would refuse it'}.`;
+        : `Experiment ${e.id}: ${report.metricName} ${e.metric}${c && c.bestMetric !== null && c.bestId !== e.id && c.delta !== null ? ` vs best ${c.bestMetric} (delta ${Number(c.delta!.toPrecision(6))}, ${c.improved ? 'improved' : 'not improved'})` : ''}; ${report.keepable ? 'keep would accept it' : 'keep would refuse it'}.`;
     return { summary, ...report };
   },
 });

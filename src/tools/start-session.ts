@@ -22,7 +22,7 @@ export const startSession = defineTool({
   async handler(args, { loop }) {
     const { session, baseline } = await loop.startSession({ tag: args.tag });
     return {
-      summary: `Session ${session.tag} started on ${session.branch}; baseline is experiment ${baseline.id} (${baseline.state}). Call wait_experiment {id: ${baseline.id}}.`,
+      summary: `Session ${session.tag} started on ${session.branch}${session.bestCommit !== session.baseCommit ? ' (your uncommitted edits to editable files became the baseline commit)' : ''}; baseline is experiment ${baseline.id} (${baseline.state}). Call wait_experiment {id: ${baseline.id}}.`,
       session,
       baseline,
     };

@@ -56,6 +56,7 @@ describe('ledger', () => {
     ledger.createExperiment({ ...base, kind: 'candidate', commit: 'ccccccc3333', description: 'worse', state: 'measured', metric: 1.01, decision: 'reverted' });
     ledger.createExperiment({ ...base, kind: 'candidate', commit: 'ddddddd4444', description: 'oom', state: 'crashed' });
     ledger.createExperiment({ ...base, kind: 'candidate', description: 'cheat', state: 'refused' });
+    ledger.createExperiment({ ...base, kind: 'candidate', commit: 'fffffff6666', description: 'tiny', state: 'measured', metric: 5.889821e-31, decision: 'reverted' });
     ledger.createExperiment({ ...base, kind: 'candidate', commit: 'eeeeeee5555', description: 'pending', state: 'measured', metric: 0.5 });
     const file = join(path, '..', 'results.tsv');
     ledger.writeResultsTsv(s.id, 'val_bpb', file);
@@ -66,6 +67,7 @@ describe('ledger', () => {
         'bbbbbbb\t0.993200\t2.0\tkeep\tLR up',
         'ccccccc\t1.010000\t0.0\tdiscard\tworse',
         'ddddddd\t0.000000\t0.0\tcrash\toom',
+        'fffffff\t5.889821e-31\t0.0\tdiscard\ttiny',
         '',
       ].join('\n'),
     );

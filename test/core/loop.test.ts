@@ -475,3 +475,65 @@ describe('robustness', () => {
     expect(repo.read('notes/lib/work.txt')).toBe('uncommitted work\n');
   });
 });
+
+describe('what a new user runs into', () => {
+  const WRITER = `import { mkdirSync, writeFileSync } from 'node:fs';
+const SCORE = 1.0;
+const WRITE = true;
+if (WRITE) { mkdirSync('out', { recursive: true }); writeFileSync('out/score.txt', String(SCORE)); }
+`;
+  const READER = `import { readFileSync } from 'node:fs';
+console.log('score: ' + Number(readFileSync('out/score.txt', 'utf8')).toFixed(6));
+`;
+
+  it('deletes declared run outputs before each run, so evaluate never scores a previous run\'s checkpoint', async () => {
+    const { repo, loop } = setup(
+      { run: { command: 'node train.mjs', budgetSeconds: 20, graceSeconds: 1, outputs: ['out/**'] }, evaluate: { command: 'node evaluate.mjs', budgetSeconds: 20 } },
+      { 'train.mjs': WRITER, 'evaluate.mjs': READER, '.gitignore': 'out/\n' },
+    );
+    expect((await startWithBaseline(loop)).metric).toBe(1);
+    setConstant(repo, 'WRITE', 'false');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'forgot to save' })).id);
+    expect(e.state).toBe('crashed');
+    expect(e.reason).toContain('evaluate command exited with code');
+  });
+
+  it('says when the metric line holds NaN rather than claiming there was none', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'MODE', "'nan'");
+    const e = await finished(loop, (await loop.runExperiment({ description: 'diverged' })).id);
+    expect(e.state).toBe('crashed');
+    expect(e.reason).toContain('not a finite number: "score: nan"');
+  });
+
+  it('will not start a new session over a candidate that awaits a decision', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SCORE', '0.5');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'pending' })).id);
+    const err = await rejection(loop.startSession({ tag: 'next' }));
+    expect(err.code).toBe('awaiting_decision');
+    expect(err.hint).toContain(`revert {id: ${e.id}}`);
+    await loop.revert({ id: e.id });
+    await loop.startSession({ tag: 'next' });
+    await loop.settle();
+    expect(existsSync(join(repo.dir, '.ratchet/results-t1.tsv'))).toBe(true);
+    expect(readFileSync(join(repo.dir, '.ratchet/results-t1.tsv'), 'utf8')).toContain('\tdiscard\tpending');
+  });
+
+  it('status on a repo without a session creates no ledger', () => {
+    const { repo, loop } = setup();
+    expect(loop.status().session).toBeNull();
+    expect(existsSync(join(repo.dir, '.ratchet/ratchet.db'))).toBe(false);
+  });
+
+  it('cancelling twice returns the same cancelled experiment', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    setConstant(repo, 'SLEEP_MS', '60000');
+    const started = await loop.runExperiment({ description: 'to cancel' });
+    expect((await loop.cancelExperiment(started.id)).state).toBe('cancelled');
+    expect((await loop.cancelExperiment(started.id)).state).toBe('cancelled');
+  });
+});

@@ -527,7 +527,7 @@ describe('describeViolations', () => {
     expect(text).toContain("notes dir/a.md: changed outside the editable surface (added, but it is not in the editable surface); undo with `rm -- 'notes dir/a.md'`");
     expect(text).toContain('helper.py: changed outside the editable surface (added, but it is not in the editable surface); undo with `git rm -f -- helper.py`');
     expect(text).toContain('add it to "editable" in ratchet.json before starting the session');
-    expect(text).toContain('add it to .gitignore');
+    expect(text).toContain('add it to .git/info/exclude');
     expect(text).toContain('data/x.bin: new file under a protected glob');
     expect(text).toContain('Remove data/x.bin');
     expect(text).toContain('model/l.py: symlink reaches outside the editable surface (symlink to /etc/passwd, which resolves outside the repository');

@@ -46,6 +46,7 @@ const MODE = 'normal';
 await new Promise((r) => setTimeout(r, SLEEP_MS));
 if (MODE === 'crash') { console.error('Traceback: boom'); process.exit(3); }
 if (MODE === 'fake') { console.log('score: 0.0001'); }
+if (MODE === 'nan') { console.log('score: nan'); process.exit(0); }
 if (MODE === 'nometric') { console.log('done, but no metric'); process.exit(0); }
 if (MODE === 'flood') { const line = 'x'.repeat(1023) + '\\n'; for (;;) process.stdout.write(line); }
 if (MODE === 'hang') {
