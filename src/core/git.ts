@@ -185,6 +185,11 @@ export class Git {
     return removed;
   }
 
+  /** Tracked and untracked-not-ignored files. */
+  async listFiles(): Promise<string[]> {
+    return (await this.raw(['ls-files', '--cached', '--others', '--exclude-standard', '-z'])).split('\0').filter(Boolean);
+  }
+
   /** Untracked files, git-ignored ones included (run outputs usually are). */
   async untrackedFiles(): Promise<string[]> {
     const [plain, ignored] = await Promise.all([

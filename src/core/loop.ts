@@ -88,7 +88,7 @@ export class ResearchLoop {
     return run;
   }
 
-  startSession(input: { tag?: string }): Promise<{ session: SessionView; baseline: ExperimentView }> {
+  startSession(input: { tag?: string }): Promise<{ session: SessionView; baseline: ExperimentView; warnings: string[] }> {
     return this.exclusive(() => this.startSessionNow(input));
   }
 
@@ -136,7 +136,7 @@ export class ResearchLoop {
 
   // ---------------------------------------------------------------- start
 
-  private async startSessionNow(input: { tag?: string }): Promise<{ session: SessionView; baseline: ExperimentView }> {
+  private async startSessionNow(input: { tag?: string }): Promise<{ session: SessionView; baseline: ExperimentView; warnings: string[] }> {
     this.requireDriver();
     const config = loadConfig(this.repo);
     await this.git.assertUsable();
@@ -218,7 +218,24 @@ export class ResearchLoop {
     });
     await this.git.setRef(`refs/ratchet/${tag}/${baseline.id}`, best);
     const started = await this.launch(baseline, config, 'run', await this.allocateGpus(config));
-    return { session: this.sessionView(this.ledger.session(session.id)!), baseline: toView(started) };
+    const warnings = await this.globWarnings(config, pins);
+    if (warnings.length) this.log.warn({ warnings }, 'config globs that match nothing');
+    return { session: this.sessionView(this.ledger.session(session.id)!), baseline: toView(started), warnings };
+  }
+
+  /** A glob that matches nothing is usually a typo, and a protected one then pins nothing. */
+  private async globWarnings(config: Config, pins: Pin[]): Promise<string[]> {
+    const files = await this.git.listFiles();
+    const warnings: string[] = [];
+    for (const glob of config.protected) {
+      const matches = picomatch(glob, { dot: true });
+      if (!pins.some((p) => matches(p.path))) warnings.push(`protected glob "${glob}" matches no file, so it pins nothing; check it for a typo.`);
+    }
+    for (const glob of config.editable) {
+      const matches = picomatch(glob, { dot: true });
+      if (!files.some((f) => matches(f))) warnings.push(`editable glob "${glob}" matches no file yet; the agent can only create files there.`);
+    }
+    return warnings;
   }
 
   // ---------------------------------------------------------------- run

@@ -18,11 +18,16 @@ export const startSession = defineTool({
       .optional()
       .describe('Session name; the branch is ratchet/<tag>. Defaults to a free date tag such as "nov23".'),
   },
-  output: { session: SessionViewSchema, baseline: ExperimentViewSchema },
+  output: {
+    session: SessionViewSchema,
+    baseline: ExperimentViewSchema,
+    warnings: z.array(z.string()).describe('Config globs that match no file: usually typos worth fixing before a long run.'),
+  },
   async handler(args, { loop }) {
-    const { session, baseline } = await loop.startSession({ tag: args.tag });
+    const { session, baseline, warnings } = await loop.startSession({ tag: args.tag });
     return {
-      summary: `Session ${session.tag} started on ${session.branch}${session.bestCommit !== session.baseCommit ? ' (your uncommitted edits to editable files became the baseline commit)' : ''}; baseline is experiment ${baseline.id} (${baseline.state}). Call wait_experiment {id: ${baseline.id}}.`,
+      warnings,
+      summary: `Session ${session.tag} started on ${session.branch}${session.bestCommit !== session.baseCommit ? ' (your uncommitted edits to editable files became the baseline commit)' : ''}; baseline is experiment ${baseline.id} (${baseline.state}). Call wait_experiment {id: ${baseline.id}}.${warnings.length ? ` Warnings: ${warnings.join(' ')}` : ''}`,
       session,
       baseline,
     };

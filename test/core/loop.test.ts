@@ -522,6 +522,16 @@ console.log('score: ' + Number(readFileSync('out/score.txt', 'utf8')).toFixed(6)
     expect(readFileSync(join(repo.dir, '.ratchet/results-t1.tsv'), 'utf8')).toContain('\tdiscard\tpending');
   });
 
+  it('warns about config globs that match no file', async () => {
+    const { loop } = setup({ protected: ['evaluate.mjs', 'dta/**'] });
+    const { warnings } = await loop.startSession({ tag: 'w' });
+    await loop.settle();
+    expect(warnings).toEqual([
+      'protected glob "dta/**" matches no file, so it pins nothing; check it for a typo.',
+      'editable glob "notes/**" matches no file yet; the agent can only create files there.',
+    ]);
+  });
+
   it('status on a repo without a session creates no ledger', () => {
     const { repo, loop } = setup();
     expect(loop.status().session).toBeNull();
