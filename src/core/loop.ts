@@ -545,7 +545,7 @@ export class ResearchLoop {
           }, PROGRESS_EVERY_MS)
         : null;
       try {
-        await Promise.race([driver.then(() => (this.heldBy ? undefined : this.followEvaluate(id))), sleep(clampWait(waitSeconds) * 1000)]);
+        await Promise.race([driver, sleep(clampWait(waitSeconds) * 1000)]);
       } finally {
         if (ticker) clearInterval(ticker);
       }
@@ -556,14 +556,6 @@ export class ResearchLoop {
   /** A read-only server watches the ledger that the driving server writes. */
   private async pollUntilDone(id: number): Promise<void> {
     while (!this.closed && this.ledger.experiment(id)!.state === 'running') await sleep(500);
-  }
-
-  /** The run's driver hands over to the evaluate phase's driver; a waiter must follow that one too. */
-  private async followEvaluate(id: number): Promise<void> {
-    for (let e = this.ledger.experiment(id)!; e.state === 'running'; e = this.ledger.experiment(id)!) {
-      await this.drive(id);
-      if (this.closed) return;
-    }
   }
 
   private progressOf(e: ExperimentRow, config: Config): Progress {
@@ -725,7 +717,7 @@ export class ResearchLoop {
     const config = parseConfig(JSON.parse(this.ledger.session(e.sessionId)!.config));
     if (e.supervisorPid && e.runToken && cancelRun(e.supervisorPid, e.runToken)) {
       const grace = (e.phase === 'evaluate' ? config.evaluate?.graceSeconds ?? 10 : config.run.graceSeconds) + 10;
-      await Promise.race([this.followEvaluate(id), sleep(grace * 1000)]);
+      await Promise.race([this.drive(id), sleep(grace * 1000)]);
     }
     const after = this.ledger.experiment(id)!;
     if (after.state === 'running' || after.state === 'queued') {
