@@ -1,6 +1,6 @@
 // Git plumbing for the loop: candidate commits off a temporary index, refs/ratchet/*, forward-only branch moves.
 import { simpleGit, type SimpleGit } from 'simple-git';
-import { existsSync, mkdirSync, readFileSync, appendFileSync, rmSync, lstatSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, appendFileSync, rmSync } from 'node:fs';
 import { join, dirname, isAbsolute } from 'node:path';
 import picomatch from 'picomatch';
 import { RatchetError } from './errors.js';
@@ -178,10 +178,7 @@ export class Git {
     const isProtected = picomatch(protectedGlobs.length ? protectedGlobs : ['\0'], { dot: true });
     // An entry ending in "/" is a nested repository: the snapshot holds only a gitlink, so deleting it could lose work.
     const removed = untracked.filter((p) => !p.endsWith('/') && isEditable(p) && !isProtected(p) && !p.startsWith('.ratchet/'));
-    for (const p of removed) {
-      const abs = join(this.repo, p);
-      if (existsSync(abs) || lstatSync(abs, { throwIfNoEntry: false })) rmSync(abs, { force: true, recursive: true });
-    }
+    for (const p of removed) rmSync(join(this.repo, p), { force: true, recursive: true });
     return removed;
   }
 

@@ -274,6 +274,13 @@ export class Ledger {
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
+  baselineMetric(sessionId: number): number | null {
+    const row = this.db.prepare("SELECT metric FROM experiments WHERE session_id = ? AND kind = 'baseline' ORDER BY id LIMIT 1").get(sessionId) as
+      | { metric: number | null }
+      | undefined;
+    return row?.metric ?? null;
+  }
+
   // --- samples
 
   addSample(s: Omit<SampleRow, 'id' | 'createdAt'>): void {

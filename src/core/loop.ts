@@ -411,7 +411,7 @@ export class ResearchLoop {
       const phase = e.phase as Phase;
       const result = await this.awaitPhase(e, phase);
       if (this.closed || !this.stillRunning(id)) return;
-      const config = parseConfig(JSON.parse(this.ledger.session(e.sessionId)!.config));
+      const config = sessionConfig(this.ledger.session(e.sessionId)!);
       // Pins are checked after every run outcome: a run that crashed after overwriting an
       // ignored protected file would otherwise leave every later run refused.
       const tampered = phase === 'run' ? await this.restoreTamperedPins(e) : [];
@@ -465,7 +465,7 @@ export class ResearchLoop {
   private async restoreTamperedPins(e: ExperimentRow): Promise<string[]> {
     const session = this.ledger.session(e.sessionId)!;
     const pins = JSON.parse(session.pins) as Pin[];
-    const config = parseConfig(JSON.parse(session.config));
+    const config = sessionConfig(session);
     const bad = await verifyPins(this.repo, pins, config.protected);
     if (!bad.length) return [];
     const paths = bad.map((v) => v.path);
@@ -537,7 +537,7 @@ export class ResearchLoop {
     if (e.state === 'running') {
       const driver = this.heldBy ? this.pollUntilDone(id) : this.drive(id);
       const session = this.ledger.session(e.sessionId)!;
-      const config = parseConfig(JSON.parse(session.config));
+      const config = sessionConfig(session);
       const ticker = onProgress
         ? setInterval(() => {
             const now = this.ledger.experiment(id)!;
@@ -575,7 +575,7 @@ export class ResearchLoop {
     const { session, config } = this.requireSession();
     const e = id === undefined ? this.ledger.latestExperiment(session.id) : this.requireExperiment(id);
     if (!e) throw new RatchetError('unknown_experiment', 'This session has no experiment yet.', 'Call start_session, or run_experiment after editing.');
-    const best = session.bestExperimentId !== null ? this.ledger.experiment(session.bestExperimentId) : undefined;
+    const best = this.bestOf(session);
     const comparison = e.metric === null ? null : compare(e.metric, best, config.metric.direction);
     const checks = JSON.parse(e.constraintChecks) as ConstraintCheck[];
     const ran = e.state === 'crashed' || e.state === 'timed_out' || e.state === 'cancelled';
@@ -613,7 +613,7 @@ export class ResearchLoop {
       throw new RatchetError('surface_violation', `Experiment ${e.id}'s commit changes ${outside.join(', ')}, outside the edit surface; it cannot be kept.`, `Call revert {id: ${e.id}}.`);
     }
     await this.git.advanceBranch(session.branch, e.commit!, session.bestCommit);
-    const forced = input.force === true && !isStrictlyBetter(e, session, this.ledger, config);
+    const forced = input.force === true && !compare(e.metric!, this.bestOf(session), config.metric.direction).improved;
     this.ledger.db.transaction(() => {
       this.ledger.updateExperiment(e.id, { decision: 'kept', forced: forced ? 1 : 0, decisionReason: forced ? `forced: ${input.reason}` : 'improved' });
       this.ledger.setBest(session.id, e.id, e.commit!);
@@ -649,7 +649,7 @@ export class ResearchLoop {
         `Call revert {id: ${e.id}} and try an idea that stays within the constraints.`,
       );
     }
-    const best = session.bestExperimentId !== null ? this.ledger.experiment(session.bestExperimentId) : undefined;
+    const best = this.bestOf(session);
     if (!best || best.metric === null) return null; // the baseline never measured: the first measurement sets the bar
     const cmp = compare(e.metric!, best, config.metric.direction);
     if (cmp.improved) return null;
@@ -714,7 +714,7 @@ export class ResearchLoop {
     if (e.state !== 'running' && e.state !== 'queued') {
       throw new RatchetError('not_decidable', `Experiment ${id} is ${e.state}; only a running experiment can be cancelled.`, 'Call status to see what is running.');
     }
-    const config = parseConfig(JSON.parse(this.ledger.session(e.sessionId)!.config));
+    const config = sessionConfig(this.ledger.session(e.sessionId)!);
     if (e.supervisorPid && e.runToken && cancelRun(e.supervisorPid, e.runToken)) {
       const grace = (e.phase === 'evaluate' ? config.evaluate?.graceSeconds ?? 10 : config.run.graceSeconds) + 10;
       await Promise.race([this.drive(id), sleep(grace * 1000)]);
@@ -741,7 +741,7 @@ export class ResearchLoop {
     const running = hasLedger ? this.ledger.unfinishedExperiments()[0] : undefined;
     let runningView: Status['running'] = null;
     if (running && session) {
-      const p = this.progressOf(running, parseConfig(JSON.parse(session.config)));
+      const p = this.progressOf(running, sessionConfig(session));
       runningView = { id: running.id, phase: p.phase, elapsedSeconds: p.elapsedSeconds, budgetSeconds: p.budgetSeconds, lastLogLine: p.lastLogLine };
     }
     const pending = session ? this.awaitingDecision(session) : undefined;
@@ -777,7 +777,7 @@ export class ResearchLoop {
     }
     const path = join(this.runDir(e.id), `${input.phase ?? 'run'}.log`);
     if (input.phase === 'evaluate' && !existsSync(path)) {
-      const config = parseConfig(JSON.parse(this.ledger.session(e.sessionId)!.config));
+      const config = sessionConfig(this.ledger.session(e.sessionId)!);
       throw new RatchetError(
         'invalid_argument',
         config.evaluate ? `Experiment ${e.id} has no evaluate log: its run did not get that far.` : 'This session has no evaluate step configured.',
@@ -830,7 +830,7 @@ export class ResearchLoop {
   private requireSession(): { session: SessionRow; config: Config } {
     const session = existsSync(ledgerPath(this.repo)) ? this.ledger.activeSession() : undefined;
     if (!session) throw new RatchetError('no_session', 'No ratchet session is active in this repo.', 'Call start_session first (it creates the branch and runs the baseline).');
-    return { session, config: parseConfig(JSON.parse(session.config)) };
+    return { session, config: sessionConfig(session) };
   }
 
   private requireExperiment(id: number, session?: SessionRow): ExperimentRow {
@@ -874,7 +874,7 @@ export class ResearchLoop {
   private finishInterruptedKeep(session: SessionRow, tip: string): boolean {
     const pending = this.awaitingDecision(session);
     if (!pending || pending.commit !== tip || pending.parentCommit !== session.bestCommit) return false;
-    const config = parseConfig(JSON.parse(session.config));
+    const config = sessionConfig(session);
     if (this.keepRefusal(session, config, pending, false) !== null) return false;
     this.ledger.db.transaction(() => {
       this.ledger.updateExperiment(pending.id, { decision: 'kept', decisionReason: 'improved (keep completed after a restart)' });
@@ -917,14 +917,13 @@ export class ResearchLoop {
     return { indices: chosen, model: gpus.find((g) => g.index === chosen[0])?.name ?? null };
   }
 
+  private bestOf(session: SessionRow): ExperimentRow | undefined {
+    return session.bestExperimentId !== null ? this.ledger.experiment(session.bestExperimentId) : undefined;
+  }
+
   private sessionView(s: SessionRow): SessionView {
-    const config = parseConfig(JSON.parse(s.config));
-    const best = s.bestExperimentId !== null ? this.ledger.experiment(s.bestExperimentId) : undefined;
-    const baseline = this.ledger.listExperiments(s.id, { limit: 1, offset: 0 }).total
-      ? (this.ledger.db.prepare("SELECT metric FROM experiments WHERE session_id = ? AND kind = 'baseline' ORDER BY id LIMIT 1").get(s.id) as
-          | { metric: number | null }
-          | undefined)
-      : undefined;
+    const config = sessionConfig(s);
+    const best = this.bestOf(s);
     return {
       tag: s.tag,
       branch: s.branch,
@@ -932,7 +931,7 @@ export class ResearchLoop {
       bestCommit: s.bestCommit,
       bestExperimentId: s.bestExperimentId,
       bestMetric: best?.metric ?? null,
-      baselineMetric: baseline?.metric ?? null,
+      baselineMetric: this.ledger.baselineMetric(s.id),
       metricName: config.metric.name,
       direction: config.metric.direction,
       createdAt: s.createdAt,
@@ -941,13 +940,18 @@ export class ResearchLoop {
 
   /** results.tsv follows the active session; results-<tag>.tsv keeps every session's own file. */
   private writeResults(session: SessionRow): void {
-    const config = parseConfig(JSON.parse(session.config));
+    const config = sessionConfig(session);
     this.ledger.writeResultsTsv(session.id, config.metric.name, join(this.stateDir, `results-${session.tag}.tsv`));
     if (this.ledger.activeSession()?.id === session.id) this.ledger.writeResultsTsv(session.id, config.metric.name, this.resultsTsvPath);
   }
 }
 
 // ---------------------------------------------------------------- pure helpers
+
+/** The config the session pinned at its start (not the file on disk, which may have changed). */
+function sessionConfig(session: SessionRow): Config {
+  return parseConfig(JSON.parse(session.config));
+}
 
 function judge(result: RunResult, phase: Phase, config: Config): { state: ExperimentState; reason: string } | null {
   const what = phase === 'run' ? 'run' : 'evaluate command';
@@ -978,11 +982,6 @@ function compare(metric: number, best: ExperimentRow | undefined, direction: 'mi
   const delta = metric - best.metric;
   const improved = direction === 'minimize' ? delta < 0 : delta > 0;
   return { bestId: best.id, bestMetric: best.metric, delta, improved, equal: delta === 0, direction };
-}
-
-function isStrictlyBetter(e: ExperimentRow, session: SessionRow, ledger: Ledger, config: Config): boolean {
-  const best = session.bestExperimentId !== null ? ledger.experiment(session.bestExperimentId) : undefined;
-  return compare(e.metric!, best, config.metric.direction).improved;
 }
 
 function nextStep(session: SessionRow | undefined, running: Status['running'], pending: ExperimentRow | undefined, configError: string | null): string {

@@ -38,6 +38,11 @@ async function finished(loop: ResearchLoop, id: number) {
   }
 }
 
+/** One candidate, run and followed until it is recorded. */
+async function runToEnd(loop: ResearchLoop, description: string) {
+  return finished(loop, (await loop.runExperiment({ description })).id);
+}
+
 async function startWithBaseline(loop: ResearchLoop) {
   const { baseline } = await loop.startSession({ tag: 't1' });
   return finished(loop, baseline.id);
@@ -134,7 +139,7 @@ describe('keep and revert', () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);
     setConstant(repo, 'SCORE', '1.5');
-    const e = await finished(loop, (await loop.runExperiment({ description: 'worse' })).id);
+    const e = await runToEnd(loop, 'worse');
     expect(loop.readMetric(e.id).keepable).toBe(false);
     const err = await rejection(loop.keep({ id: e.id, force: true, reason: 'simpler' }));
     expect(err.code).toBe('not_decidable');
@@ -155,7 +160,7 @@ describe('keep and revert', () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);
     setConstant(repo, 'SLEEP_MS', '1');
-    const e = await finished(loop, (await loop.runExperiment({ description: 'same score, simpler' })).id);
+    const e = await runToEnd(loop, 'same score, simpler');
     expect(e.metric).toBe(1);
     expect((await rejection(loop.keep({ id: e.id }))).hint).toContain('ties the best');
     expect((await rejection(loop.keep({ id: e.id, force: true }))).message).toContain('force needs a reason');
@@ -169,7 +174,7 @@ describe('keep and revert', () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);
     setConstant(repo, 'MODE', "'crash'");
-    const e = await finished(loop, (await loop.runExperiment({ description: 'typo' })).id);
+    const e = await runToEnd(loop, 'typo');
     expect(e.state).toBe('crashed');
     expect(e.exitCode).toBe(3);
     expect(e.reason).toContain('exited with code 3');
@@ -179,7 +184,7 @@ describe('keep and revert', () => {
     // Fix the "typo" and run again without a decision in between.
     setConstant(repo, 'MODE', "'normal'");
     setConstant(repo, 'SCORE', '0.5');
-    const again = await finished(loop, (await loop.runExperiment({ description: 'fixed' })).id);
+    const again = await runToEnd(loop, 'fixed');
     expect(again.state).toBe('measured');
     expect(readFileSync(loop.resultsTsvPath, 'utf8')).toMatch(/\tcrash\ttypo/);
   });
@@ -188,7 +193,7 @@ describe('keep and revert', () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);
     setConstant(repo, 'MODE', "'nometric'");
-    const e = await finished(loop, (await loop.runExperiment({ description: 'no metric' })).id);
+    const e = await runToEnd(loop, 'no metric');
     expect(e.state).toBe('crashed');
     expect(e.reason).toContain('printed no "score: <number>" line');
   });
@@ -225,7 +230,7 @@ describe('evaluate and constraints', () => {
     await startWithBaseline(loop);
     setConstant(repo, 'MODE', "'fake'");
     setConstant(repo, 'SCORE', '0.9');
-    const e = await finished(loop, (await loop.runExperiment({ description: 'prints a fake score' })).id);
+    const e = await runToEnd(loop, 'prints a fake score');
     expect(e.state).toBe('measured');
     expect(e.metric).toBe(0.9);
     expect(existsSync(join(repo.dir, '.ratchet/runs', String(e.id), 'evaluate.log'))).toBe(true);
@@ -239,7 +244,7 @@ describe('evaluate and constraints', () => {
       'train.mjs',
       TRAIN.replace("// synthetic experiment", "import { writeFileSync } from 'node:fs';\nwriteFileSync('evaluate.mjs', \"console.log('score: 0.000001');\\n\");"),
     );
-    const e = await finished(loop, (await loop.runExperiment({ description: 'tamper at run time' })).id);
+    const e = await runToEnd(loop, 'tamper at run time');
     expect(e.state).toBe('crashed');
     expect(e.reason).toContain('evaluate.mjs');
     expect(repo.read('evaluate.mjs')).toBe(EVALUATE);
@@ -252,7 +257,7 @@ describe('evaluate and constraints', () => {
     const baseline = await startWithBaseline(loop);
     expect(baseline.state).toBe('measured');
     setConstant(repo, 'SCORE', '0.6'); // peak_vram_mb 600 > 500
-    const e = await finished(loop, (await loop.runExperiment({ description: 'too big' })).id);
+    const e = await runToEnd(loop, 'too big');
     const report = loop.readMetric(e.id);
     expect(report.constraints).toEqual([{ metric: 'peak_vram_mb', value: 600, max: 500, ok: false }]);
     expect(report.keepable).toBe(false);
@@ -265,7 +270,7 @@ describe('budget and cancel', () => {
     const { repo, loop } = setup({ run: { command: 'node train.mjs', budgetSeconds: 1, graceSeconds: 1 } });
     await startWithBaseline(loop);
     setConstant(repo, 'SLEEP_MS', '60000');
-    const e = await finished(loop, (await loop.runExperiment({ description: 'slow' })).id);
+    const e = await runToEnd(loop, 'slow');
     expect(e.state).toBe('timed_out');
     expect(e.reason).toContain('1s budget');
     expect(loop.readMetric(e.id).keepable).toBe(false);
@@ -275,7 +280,7 @@ describe('budget and cancel', () => {
     const { repo, loop } = setup({ run: { command: 'node train.mjs', budgetSeconds: 30, graceSeconds: 1, maxLogMegabytes: 1 } });
     await startWithBaseline(loop);
     setConstant(repo, 'MODE', "'flood'");
-    const e = await finished(loop, (await loop.runExperiment({ description: 'flood' })).id);
+    const e = await runToEnd(loop, 'flood');
     expect(e.state).toBe('crashed');
     expect(e.reason).toContain('flooded its log past 1 MB');
     const page = await loop.readLog({ id: e.id, limit: 5 });
@@ -384,7 +389,7 @@ describe('robustness', () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);
     setConstant(repo, 'SCORE', '0.5');
-    const e = await finished(loop, (await loop.runExperiment({ description: 'better' })).id);
+    const e = await runToEnd(loop, 'better');
     const [kept, reverted] = await Promise.allSettled([loop.keep({ id: e.id }), loop.revert({ id: e.id })]);
     expect(kept.status).toBe('fulfilled');
     expect(reverted.status).toBe('rejected');
@@ -408,7 +413,7 @@ describe('robustness', () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);
     setConstant(repo, 'SCORE', '0.5');
-    const e = await finished(loop, (await loop.runExperiment({ description: 'better' })).id);
+    const e = await runToEnd(loop, 'better');
     // A candidate commit that also changed README.md (as a write racing the snapshot would).
     repo.write('README.md', 'sneaked in\n');
     repo.git('add', '-A');
@@ -430,12 +435,12 @@ describe('robustness', () => {
       'train.mjs',
       TRAIN.replace('// synthetic experiment', "import { writeFileSync } from 'node:fs';\nwriteFileSync('data/tokens.bin', 'poisoned');\nprocess.exit(3);"),
     );
-    const e = await finished(loop, (await loop.runExperiment({ description: 'poison then crash' })).id);
+    const e = await runToEnd(loop, 'poison then crash');
     expect(e.state).toBe('crashed');
     expect(repo.read('data/tokens.bin')).toBe('pinned data\n');
     await loop.revert({});
     setConstant(repo, 'SCORE', '0.5');
-    const next = await finished(loop, (await loop.runExperiment({ description: 'next idea' })).id);
+    const next = await runToEnd(loop, 'next idea');
     expect(next.state).toBe('measured');
   });
 
@@ -452,14 +457,14 @@ describe('robustness', () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);
     setConstant(repo, 'SCORE', '0.5');
-    const e = await finished(loop, (await loop.runExperiment({ description: 'better' })).id);
+    const e = await runToEnd(loop, 'better');
     repo.git('update-ref', 'refs/heads/ratchet/t1', e.commit!); // the crash happened right here
     repo.git('reset', '-q');
     const kept = await loop.keep({ id: e.id });
     expect(kept.session.bestExperimentId).toBe(e.id);
     expect(loop.status().session?.bestCommit).toBe(e.commit);
     setConstant(repo, 'SCORE', '0.4');
-    expect((await finished(loop, (await loop.runExperiment({ description: 'next' })).id)).state).toBe('measured');
+    expect((await runToEnd(loop, 'next')).state).toBe('measured');
   });
 
   it('revert leaves an untracked nested repository alone', async () => {
@@ -470,7 +475,7 @@ describe('robustness', () => {
     nested('init', '-q');
     nested('commit', '-q', '--allow-empty', '-m', 'nested');
     setConstant(repo, 'SCORE', '1.5');
-    const e = await finished(loop, (await loop.runExperiment({ description: 'worse' })).id);
+    const e = await runToEnd(loop, 'worse');
     await loop.revert({ id: e.id });
     expect(repo.read('notes/lib/work.txt')).toBe('uncommitted work\n');
   });
@@ -493,7 +498,7 @@ console.log('score: ' + Number(readFileSync('out/score.txt', 'utf8')).toFixed(6)
     );
     expect((await startWithBaseline(loop)).metric).toBe(1);
     setConstant(repo, 'WRITE', 'false');
-    const e = await finished(loop, (await loop.runExperiment({ description: 'forgot to save' })).id);
+    const e = await runToEnd(loop, 'forgot to save');
     expect(e.state).toBe('crashed');
     expect(e.reason).toContain('evaluate command exited with code');
   });
@@ -502,7 +507,7 @@ console.log('score: ' + Number(readFileSync('out/score.txt', 'utf8')).toFixed(6)
     const { repo, loop } = setup();
     await startWithBaseline(loop);
     setConstant(repo, 'MODE', "'nan'");
-    const e = await finished(loop, (await loop.runExperiment({ description: 'diverged' })).id);
+    const e = await runToEnd(loop, 'diverged');
     expect(e.state).toBe('crashed');
     expect(e.reason).toContain('not a finite number: "score: nan"');
   });
@@ -511,7 +516,7 @@ console.log('score: ' + Number(readFileSync('out/score.txt', 'utf8')).toFixed(6)
     const { repo, loop } = setup();
     await startWithBaseline(loop);
     setConstant(repo, 'SCORE', '0.5');
-    const e = await finished(loop, (await loop.runExperiment({ description: 'pending' })).id);
+    const e = await runToEnd(loop, 'pending');
     const err = await rejection(loop.startSession({ tag: 'next' }));
     expect(err.code).toBe('awaiting_decision');
     expect(err.hint).toContain(`revert {id: ${e.id}}`);
