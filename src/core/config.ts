@@ -25,6 +25,17 @@ const Regex = z.string().min(1).superRefine((source, ctx) => {
   }
 });
 
+const ProgressRegex = z.string().min(1).superRefine((source, ctx) => {
+  try {
+    const names = Object.keys(new RegExp(`${source}|`).exec('')!.groups ?? {});
+    if (!names.includes('value') || !names.includes('step')) {
+      ctx.addIssue({ code: 'custom', message: 'the pattern needs named groups "value" and "step", e.g. "step (?<step>\\d+) .*val=(?<value>[0-9.]+)"' });
+    }
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(err as Error).message}` });
+  }
+});
+
 const Constraint = z
   .object({
     metric: MetricName,
@@ -75,8 +86,39 @@ export const ConfigSchema = z
         pattern: Regex.optional().describe('Regex with one capture group for the value; default reads "<name>: <number>" or "METRIC <name>=<number>".'),
         secondary: z.array(MetricName).default([]).describe('Further metrics to record, e.g. "peak_vram_mb".'),
         constraints: z.array(Constraint).default([]).describe('A run that violates a constraint cannot be kept.'),
+        progressPattern: ProgressRegex.optional().describe(
+          'Regex with named groups "value" and "step" for intermediate values; default reads "progress <name>=<number> step=<n>". Used by decision.prune.',
+        ),
       })
       .strict(),
+    decision: z
+      .object({
+        rule: z
+          .enum(['greedy', 'significant'])
+          .default('significant')
+          .describe('"significant": keep only a statistically clear improvement over the re-measured best. "greedy": Karpathy\'s rule, one run each, strictly better keeps.'),
+        confidence: z.number().gt(0.5).lt(1).default(0.95).describe('Confidence of the interval a keep must clear (significant rule).'),
+        minEffect: z.number().min(0).default(0).describe('Smallest improvement worth keeping, in metric units; the interval must clear it.'),
+        maxRepeats: z.number().int().min(2).max(50).default(5).describe('Most candidate/best pairs measured for one experiment (significant rule).'),
+        baselineRepeats: z
+          .number()
+          .int()
+          .min(1)
+          .max(50)
+          .optional()
+          .describe('Runs of the baseline at session start that calibrate the noise; default 3 under "significant", 1 under "greedy".'),
+        prune: z.boolean().default(false).describe('Stop a candidate run whose intermediate values are clearly worse than the best\'s at the same step; it is recorded as pruned.'),
+        pruneWarmup: z
+          .number()
+          .min(0)
+          .max(1)
+          .default(0.25)
+          .describe('Fraction of the best\'s learning curve (by step) before any run may be pruned.'),
+        plateauWindow: z.number().int().min(2).default(10).describe('status reports a plateau when this many experiments in a row brought no keep.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('How keep decides. Omitted: the significant rule with its defaults.'),
     gpu: z
       .object({
         required: z.boolean().default(false).describe('Refuse to start a session when no GPU answers nvidia-smi.'),
@@ -89,6 +131,11 @@ export const ConfigSchema = z
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type CommandSpec = Config['run']['command'];
+
+/** Runs that calibrate the noise at session start. */
+export function baselineRepeatsOf(config: Config): number {
+  return config.decision.baselineRepeats ?? (config.decision.rule === 'significant' ? 3 : 1);
+}
 
 /** Formats zod issues as "key.path: problem" lines a person can act on. */
 export function describeIssues(error: z.ZodError): string[] {
@@ -148,6 +195,7 @@ export function starterConfig(): Record<string, unknown> {
     protected: ['prepare.py', 'uv.lock'],
     run: { command: 'uv run train.py', budgetSeconds: 360, graceSeconds: 10 },
     metric: { name: 'val_bpb', direction: 'minimize', secondary: ['peak_vram_mb'], constraints: [] },
+    decision: { rule: 'significant', confidence: 0.95, maxRepeats: 5 },
     gpu: { required: true, perRun: 1 },
   };
 }

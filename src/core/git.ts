@@ -2,6 +2,7 @@
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { existsSync, mkdirSync, readFileSync, appendFileSync, rmSync } from 'node:fs';
 import { join, dirname, isAbsolute } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import picomatch from 'picomatch';
 import { RatchetError } from './errors.js';
 
@@ -109,7 +110,7 @@ export class Git {
    */
   async snapshot(parent: string, message: string, scratchDir: string): Promise<{ commit: string; tree: string }> {
     mkdirSync(scratchDir, { recursive: true });
-    const index = join(scratchDir, `index-${process.pid}-${Date.now()}`);
+    const index = join(scratchDir, `index-${process.pid}-${randomBytes(6).toString('hex')}`);
     const env = { GIT_INDEX_FILE: index, ...(await this.identityEnv()) };
     try {
       await this.raw(['read-tree', parent], env);
@@ -180,6 +181,29 @@ export class Git {
     const removed = untracked.filter((p) => !p.endsWith('/') && isEditable(p) && !isProtected(p) && !p.startsWith('.ratchet/'));
     for (const p of removed) rmSync(join(this.repo, p), { force: true, recursive: true });
     return removed;
+  }
+
+  /**
+   * Rewrites the working tree's files under `paths` to their content in `commit` (deleting those it
+   * lacks), through a throwaway index so the real index and the branch are not touched. This is how
+   * a repeat measures the best and then the candidate again in the same working tree.
+   */
+  async materialize(commit: string, paths: string[], scratchDir: string): Promise<void> {
+    if (!paths.length) return;
+    const present = new Set(
+      (await this.raw(['-c', 'core.quotepath=off', 'ls-tree', '-r', '-z', '--name-only', commit, '--', ...paths])).split('\0').filter(Boolean),
+    );
+    for (const p of paths) if (!present.has(p)) rmSync(join(this.repo, p), { force: true });
+    if (!present.size) return;
+    mkdirSync(scratchDir, { recursive: true });
+    const index = join(scratchDir, `index-${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      await this.raw(['read-tree', commit], { GIT_INDEX_FILE: index });
+      await this.raw(['checkout-index', '-f', '--', ...present], { GIT_INDEX_FILE: index });
+    } finally {
+      rmSync(index, { force: true });
+      rmSync(`${index}.lock`, { force: true });
+    }
   }
 
   /** Tracked and untracked-not-ignored files. */

@@ -3,10 +3,10 @@ import Database from 'better-sqlite3';
 import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-export type ExperimentState = 'queued' | 'running' | 'measured' | 'crashed' | 'timed_out' | 'refused' | 'cancelled';
+export type ExperimentState = 'queued' | 'running' | 'measured' | 'crashed' | 'timed_out' | 'refused' | 'cancelled' | 'pruned';
 export type Decision = 'kept' | 'reverted';
 /** Which supervised step an unfinished experiment is in, so a restarted server can pick it up. */
-export type Phase = 'run' | 'evaluate' | 'done';
+export type Phase = 'run' | 'evaluate' | 'repeats' | 'done';
 
 export interface SessionRow {
   id: number;
@@ -24,7 +24,11 @@ export interface SessionRow {
 export interface ExperimentRow {
   id: number;
   sessionId: number;
-  kind: 'baseline' | 'candidate';
+  /** A repeat is one more run measuring the commit of its experiment or of the best, for a statistical decision. */
+  kind: 'baseline' | 'candidate' | 'repeat';
+  repeatOf: number | null;
+  /** JSON of the decision's statistics (significant rule), written when the experiment is decided. */
+  verdict: string | null;
   commit: string | null;
   parentCommit: string;
   description: string;
@@ -53,6 +57,15 @@ export interface ExperimentRow {
   supervisorPid: number | null;
   gpus: string | null;
   host: string | null;
+}
+
+export interface Measurement {
+  root: number;
+  run: number;
+  commit: string;
+  value: number;
+  host: string;
+  gpuModel: string | null;
 }
 
 export interface SampleRow {
@@ -125,6 +138,59 @@ const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL
    );
    CREATE INDEX samples_by_experiment ON samples(experiment_id);`,
+  // 2: repeats (one row per run), the pruned state, the verdict, and learning curves for pruning.
+  // SQLite cannot alter a CHECK, so the table is rebuilt (its documented 12-step procedure).
+  `CREATE TABLE experiments_v2 (
+     id INTEGER PRIMARY KEY,
+     session_id INTEGER NOT NULL REFERENCES sessions(id),
+     kind TEXT NOT NULL CHECK (kind IN ('baseline','candidate','repeat')),
+     repeat_of INTEGER REFERENCES experiments(id),
+     "commit" TEXT,
+     parent_commit TEXT NOT NULL,
+     description TEXT NOT NULL,
+     hypothesis TEXT,
+     state TEXT NOT NULL CHECK (state IN ('queued','running','measured','crashed','timed_out','refused','cancelled','pruned')),
+     phase TEXT NOT NULL DEFAULT 'run' CHECK (phase IN ('run','evaluate','repeats','done')),
+     decision TEXT CHECK (decision IN ('kept','reverted')),
+     decision_reason TEXT,
+     forced INTEGER NOT NULL DEFAULT 0,
+     metric REAL,
+     verdict TEXT,
+     secondary TEXT NOT NULL DEFAULT '{}',
+     constraint_checks TEXT NOT NULL DEFAULT '[]',
+     reason TEXT,
+     created_at TEXT NOT NULL,
+     started_at TEXT,
+     ended_at TEXT,
+     duration_ms INTEGER,
+     peak_memory_bytes INTEGER,
+     memory_method TEXT,
+     exit_code INTEGER,
+     signal TEXT,
+     log_path TEXT,
+     diff_stats TEXT,
+     violations TEXT,
+     run_token TEXT,
+     supervisor_pid INTEGER,
+     gpus TEXT,
+     host TEXT
+   );
+   INSERT INTO experiments_v2 (id, session_id, kind, "commit", parent_commit, description, hypothesis, state, phase, decision, decision_reason,
+     forced, metric, secondary, constraint_checks, reason, created_at, started_at, ended_at, duration_ms, peak_memory_bytes, memory_method,
+     exit_code, signal, log_path, diff_stats, violations, run_token, supervisor_pid, gpus, host)
+   SELECT id, session_id, kind, "commit", parent_commit, description, hypothesis, state, phase, decision, decision_reason,
+     forced, metric, secondary, constraint_checks, reason, created_at, started_at, ended_at, duration_ms, peak_memory_bytes, memory_method,
+     exit_code, signal, log_path, diff_stats, violations, run_token, supervisor_pid, gpus, host FROM experiments;
+   DROP TABLE experiments;
+   ALTER TABLE experiments_v2 RENAME TO experiments;
+   CREATE INDEX experiments_by_session ON experiments(session_id, id);
+   CREATE INDEX experiments_by_repeat ON experiments(repeat_of);
+   CREATE TABLE progress (
+     experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+     step REAL NOT NULL,
+     value REAL NOT NULL
+   );
+   CREATE INDEX progress_by_experiment ON progress(experiment_id, step);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -158,11 +224,20 @@ export class Ledger {
         `The ledger ${this.path} has schema version ${current}, newer than this ratchet understands (${SCHEMA_VERSION}). Upgrade ratchet-mcp.`,
       );
     }
-    for (let v = current; v < SCHEMA_VERSION; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]!);
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
+    if (current === SCHEMA_VERSION) return;
+    // A table rebuild drops a table others reference; foreign keys are checked once it is whole again.
+    this.db.pragma('foreign_keys = OFF');
+    try {
+      for (let v = current; v < SCHEMA_VERSION; v++) {
+        this.db.transaction(() => {
+          this.db.exec(MIGRATIONS[v]!);
+          const broken = this.db.pragma('foreign_key_check') as unknown[];
+          if (broken.length) throw new Error(`migration ${v + 1} left ${broken.length} broken reference(s) in ${this.path}; the ledger is unchanged.`);
+          this.db.pragma(`user_version = ${v + 1}`);
+        })();
+      }
+    } finally {
+      this.db.pragma('foreign_keys = ON');
     }
   }
 
@@ -234,7 +309,7 @@ export class Ledger {
 
   latestExperiment(sessionId: number): ExperimentRow | undefined {
     return rowToCamel<ExperimentRow>(
-      this.db.prepare('SELECT * FROM experiments WHERE session_id = ? ORDER BY id DESC LIMIT 1').get(sessionId) as Record<string, unknown>,
+      this.db.prepare("SELECT * FROM experiments WHERE session_id = ? AND kind != 'repeat' ORDER BY id DESC LIMIT 1").get(sessionId) as Record<string, unknown>,
     );
   }
 
@@ -242,7 +317,7 @@ export class Ledger {
   latestRunExperiment(sessionId: number): ExperimentRow | undefined {
     return rowToCamel<ExperimentRow>(
       this.db
-        .prepare("SELECT * FROM experiments WHERE session_id = ? AND state != 'refused' ORDER BY id DESC LIMIT 1")
+        .prepare("SELECT * FROM experiments WHERE session_id = ? AND state != 'refused' AND kind != 'repeat' ORDER BY id DESC LIMIT 1")
         .get(sessionId) as Record<string, unknown>,
     );
   }
@@ -254,7 +329,8 @@ export class Ledger {
   }
 
   listExperiments(sessionId: number, opts: { limit: number; offset: number; state?: ExperimentState }): { rows: ExperimentRow[]; total: number } {
-    const where = opts.state ? 'session_id = ? AND state = ?' : 'session_id = ?';
+    // Repeats are part of their experiment (see runsOf), not experiments of their own.
+    const where = opts.state ? "session_id = ? AND kind != 'repeat' AND state = ?" : "session_id = ? AND kind != 'repeat'";
     const args: unknown[] = opts.state ? [sessionId, opts.state] : [sessionId];
     const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM experiments WHERE ${where}`).get(...args) as { n: number }).n;
     const rows = (
@@ -267,11 +343,16 @@ export class Ledger {
   }
 
   countsByState(sessionId: number): Record<string, number> {
-    const rows = this.db.prepare('SELECT state, COUNT(*) AS n FROM experiments WHERE session_id = ? GROUP BY state').all(sessionId) as {
+    const rows = this.db.prepare("SELECT state, COUNT(*) AS n FROM experiments WHERE session_id = ? AND kind != 'repeat' GROUP BY state").all(sessionId) as {
       state: string;
       n: number;
     }[];
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
+  baselineId(sessionId: number): number | null {
+    const row = this.db.prepare("SELECT id FROM experiments WHERE session_id = ? AND kind = 'baseline' ORDER BY id LIMIT 1").get(sessionId) as { id: number } | undefined;
+    return row?.id ?? null;
   }
 
   baselineMetric(sessionId: number): number | null {
@@ -279,6 +360,51 @@ export class Ledger {
       | { metric: number | null }
       | undefined;
     return row?.metric ?? null;
+  }
+
+  /** An experiment's own row followed by its repeats, in the order they ran. */
+  runsOf(id: number): ExperimentRow[] {
+    return (this.db.prepare('SELECT * FROM experiments WHERE id = ? OR repeat_of = ? ORDER BY id').all(id, id) as Record<string, unknown>[]).map(
+      (r) => rowToCamel<ExperimentRow>(r)!,
+    );
+  }
+
+  /** Runs the session has spent (every run, repeats and calibration included) and their total time. */
+  runsSpent(sessionId: number): { runs: number; seconds: number } {
+    const row = this.db
+      .prepare(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(duration_ms), 0) AS ms FROM experiments WHERE session_id = ? AND state NOT IN ('refused','queued','running')",
+      )
+      .get(sessionId) as { n: number; ms: number };
+    return { runs: row.n, seconds: row.ms / 1000 };
+  }
+
+  /**
+   * Every measured value of the primary metric in a session (samples exist only for runs that measured), with the experiment it belongs to
+   * (a repeat's root), the commit it measured and the machine it ran on.
+   */
+  measurements(sessionId: number, metricName: string): Measurement[] {
+    return this.db
+      .prepare(
+        `SELECT COALESCE(e.repeat_of, e.id) AS root, e.id AS run, e."commit" AS "commit", s.value AS value, s.host AS host, s.gpu_model AS gpuModel
+         FROM samples s JOIN experiments e ON e.id = s.experiment_id
+         WHERE e.session_id = ? AND s.name = ?
+         ORDER BY s.id`,
+      )
+      .all(sessionId, metricName) as Measurement[];
+  }
+
+  // --- learning curves
+
+  addProgress(experimentId: number, points: { step: number; value: number }[]): void {
+    const insert = this.db.prepare('INSERT INTO progress (experiment_id, step, value) VALUES (?, ?, ?)');
+    this.db.transaction(() => {
+      for (const p of points) insert.run(experimentId, p.step, p.value);
+    })();
+  }
+
+  progress(experimentId: number): { step: number; value: number }[] {
+    return this.db.prepare('SELECT step, value FROM progress WHERE experiment_id = ? ORDER BY step, rowid').all(experimentId) as { step: number; value: number }[];
   }
 
   // --- samples
@@ -300,13 +426,14 @@ export class Ledger {
   /** Karpathy's results.tsv for one session: commit, metric, memory_gb, status, description. */
   resultsTsv(sessionId: number, metricName: string): string {
     const rows = this.db
-      .prepare("SELECT * FROM experiments WHERE session_id = ? AND state NOT IN ('refused','queued','running') ORDER BY id")
+      .prepare("SELECT * FROM experiments WHERE session_id = ? AND kind != 'repeat' AND state NOT IN ('refused','queued','running') ORDER BY id")
       .all(sessionId) as Record<string, unknown>[];
     const lines = [['commit', metricName, 'memory_gb', 'status', 'description'].join('\t')];
     for (const raw of rows) {
       const e = rowToCamel<ExperimentRow>(raw)!;
       if (e.state === 'measured' && e.decision === null && e.kind !== 'baseline') continue; // awaiting a decision
-      const status = e.state !== 'measured' ? 'crash' : e.decision === 'kept' || e.kind === 'baseline' ? 'keep' : 'discard';
+      const status =
+        e.state === 'pruned' ? 'discard' : e.state !== 'measured' ? 'crash' : e.decision === 'kept' || e.kind === 'baseline' ? 'keep' : 'discard';
       lines.push(
         [
           (e.commit ?? '').slice(0, 7),

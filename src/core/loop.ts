@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import picomatch from 'picomatch';
-import { loadConfig, parseConfig, CONFIG_FILE, type Config } from './config.js';
+import { loadConfig, parseConfig, baselineRepeatsOf, CONFIG_FILE, type Config } from './config.js';
 import { RatchetError, isRatchetError } from './errors.js';
 import { Git } from './git.js';
 import { Ledger, ledgerPath, type ExperimentRow, type ExperimentState, type SessionRow } from './ledger.js';
@@ -16,7 +16,10 @@ import { chooseGpus, gpuEnv, listGpus, type Gpu } from './gpu.js';
 import { startRun, readRunResult, waitForRunResult, cancelRun, isSupervisorAlive, sweepRun, readLogTail } from './runner/runner.js';
 import type { RunResult } from './runner/run-spec.js';
 import { acquireServerLock, releaseServerLock, type LockHolder } from './server-lock.js';
-import type { ConstraintCheck, ExperimentView, MetricReport, SessionView, Status } from './views.js';
+import type { ConstraintCheck, DecisionReport, ExperimentView, MetricReport, Noise, SessionView, Status } from './views.js';
+import { checkPrune, criticalValue, look, minimumDetectableEffect, nextSide, pooledNoise, summarize, type Comparison, type PooledNoise } from './statistics.js';
+import { ProgressTail, progressRegex } from './progress.js';
+import type { Measurement } from './ledger.js';
 
 export const DEFAULT_WAIT_SECONDS = 45;
 export const MAX_WAIT_SECONDS = 50;
@@ -220,7 +223,7 @@ export class ResearchLoop {
     const started = await this.launch(baseline, config, 'run', await this.allocateGpus(config));
     const warnings = await this.globWarnings(config, pins);
     if (warnings.length) this.log.warn({ warnings }, 'config globs that match nothing');
-    return { session: this.sessionView(this.ledger.session(session.id)!), baseline: toView(started), warnings };
+    return { session: this.sessionView(this.ledger.session(session.id)!), baseline: this.view(started), warnings };
   }
 
   /** A glob that matches nothing is usually a typo, and a protected one then pins nothing. */
@@ -320,7 +323,7 @@ export class ResearchLoop {
     }
     const diffStats = await this.git.diffStats(session.bestCommit, commit);
     const committed = this.ledger.updateExperiment(e.id, { commit, diffStats: JSON.stringify(diffStats) });
-    return toView(await this.launch(committed, config, 'run', gpus));
+    return this.view(await this.launch(committed, config, 'run', gpus));
   }
 
   /** Hands one phase of an experiment to a detached supervisor, then follows it in the background. */
@@ -408,6 +411,7 @@ export class ResearchLoop {
     for (;;) {
       const e = this.ledger.experiment(id)!;
       if (e.state !== 'running' || this.closed) return;
+      if (e.phase === 'repeats') return this.repeatUntilDecided(id);
       const phase = e.phase as Phase;
       const result = await this.awaitPhase(e, phase);
       if (this.closed || !this.stillRunning(id)) return;
@@ -430,7 +434,9 @@ export class ResearchLoop {
           memoryMethod: `${result.memoryMethod} (containment: ${result.containment})`,
         });
       }
-      const failure = judge(result, phase, config);
+      if (phase === 'run' && config.decision.prune) this.recordCurve(e);
+      const pruned = result.cancelled && this.ledger.experiment(id)!.reason?.startsWith('pruned:');
+      const failure = pruned ? { state: 'pruned' as const, reason: this.ledger.experiment(id)!.reason! } : judge(result, phase, config);
       if (failure) {
         this.finish(id, failure.state, failure.reason);
         return;
@@ -443,9 +449,26 @@ export class ResearchLoop {
         await this.launch(this.ledger.experiment(id)!, config, 'evaluate');
         continue; // follow the evaluate phase too
       }
-      this.measure(id, config, phase);
-      return;
+      if (!this.measure(id, config, phase)) return;
+      const measured = this.ledger.experiment(id)!;
+      if (!this.needsRepeats(measured, config)) {
+        this.finish(id, 'measured', null);
+        if (measured.kind === 'baseline') this.adoptBaseline(measured);
+        return;
+      }
+      this.ledger.updateExperiment(id, { phase: 'repeats' });
     }
+  }
+
+  /** Calibration runs for the baseline; interleaved re-measurements of candidate and best under `significant`. */
+  private needsRepeats(e: ExperimentRow, config: Config): boolean {
+    if (e.kind === 'baseline') return baselineRepeatsOf(config) > 1;
+    return e.kind === 'candidate' && config.decision.rule === 'significant';
+  }
+
+  private adoptBaseline(e: ExperimentRow): void {
+    this.ledger.updateExperiment(e.id, { decision: 'kept', decisionReason: 'baseline' });
+    this.ledger.setBest(e.sessionId, e.id, e.commit!);
   }
 
   /** A cancel can land while the driver awaits; it must never be overwritten by a later result. */
@@ -455,11 +478,311 @@ export class ResearchLoop {
 
   private async awaitPhase(e: ExperimentRow, phase: Phase): Promise<RunResult | null> {
     const resultPath = join(this.runDir(e.id), `${phase}.result.json`);
+    const pruner = phase === 'run' ? this.prunerFor(e) : null;
     for (;;) {
       const result = await waitForRunResult(resultPath, { timeoutMs: 1_000, tickMs: 100 });
       if (result || this.closed) return result;
+      if (pruner && this.stillRunning(e.id)) pruner();
       if (!isSupervisorAlive(e.supervisorPid!, e.runToken!)) return readRunResult(resultPath);
     }
+  }
+
+  // ---------------------------------------------------------------- pruning
+
+  /**
+   * With decision.prune, a candidate's run is watched while it runs: once past the warm-up, an
+   * intermediate value clearly worse than the best's runs at the same step stops it as pruned.
+   * The best's own runs are never pruned: they are the reference.
+   */
+  private prunerFor(e: ExperimentRow): (() => void) | null {
+    const session = this.ledger.session(e.sessionId)!;
+    const config = sessionConfig(session);
+    if (!config.decision.prune) return null;
+    const root = e.repeatOf !== null ? this.ledger.experiment(e.repeatOf)! : e;
+    if (root.kind !== 'candidate' || e.commit !== root.commit) return null;
+    const tail = new ProgressTail(join(this.runDir(e.id), 'run.log'), progressRegex(config.metric.name, config.metric.progressPattern));
+    const references = this.ledger
+      .measurements(session.id, config.metric.name)
+      .filter((m) => m.commit === root.parentCommit)
+      .map((m) => this.ledger.progress(m.run))
+      .filter((curve) => curve.length > 0);
+    if (!references.length) return null;
+    const noise = this.noiseFor(session, config, root);
+    return () => {
+      if (!tail.read().length) return;
+      const check = checkPrune({
+        curve: tail.points,
+        references,
+        warmupFraction: config.decision.pruneWarmup,
+        margin: Number.isFinite(noise.sd) ? noise.sd : 0,
+        direction: config.metric.direction,
+      });
+      if (!check?.prune) return;
+      const now = this.ledger.experiment(e.id)!;
+      // Recorded before the kill, so a restart in between still reads it as pruned, not cancelled.
+      this.ledger.updateExperiment(e.id, { reason: `pruned: ${check.why}` });
+      this.log.info({ id: e.id, step: check.step }, 'pruned');
+      if (now.supervisorPid && now.runToken) cancelRun(now.supervisorPid, now.runToken);
+    };
+  }
+
+  /** Stores a finished run's learning curve: the reference later runs are pruned against. */
+  private recordCurve(e: ExperimentRow): void {
+    const config = sessionConfig(this.ledger.session(e.sessionId)!);
+    if (this.ledger.progress(e.id).length) return;
+    const points = new ProgressTail(join(this.runDir(e.id), 'run.log'), progressRegex(config.metric.name, config.metric.progressPattern)).readAll();
+    if (points.length) this.ledger.addProgress(e.id, points);
+  }
+
+  // ---------------------------------------------------------------- repeats
+
+  /**
+   * Runs more measurements until the experiment is decided: the baseline's calibration runs, or a
+   * candidate and the best interleaved (ABBA) until the verdict is clear or maxRepeats pairs are
+   * spent. Each repeat is an ordinary run with its own row, budget, kill and log.
+   */
+  private async repeatUntilDecided(rootId: number): Promise<void> {
+    try {
+      for (;;) {
+        if (this.closed || !this.stillRunning(rootId)) return;
+        const root = this.ledger.experiment(rootId)!;
+        const session = this.ledger.session(root.sessionId)!;
+        const config = sessionConfig(session);
+        const runs = this.ledger.runsOf(rootId);
+        const active = runs.find((r) => r.id !== rootId && (r.state === 'running' || r.state === 'queued'));
+        if (active?.state === 'queued') {
+          // Only a restart between recording a repeat and starting it leaves one queued: it never ran.
+          this.finish(active.id, 'cancelled', 'ratchet restarted before this repeat started');
+          continue;
+        }
+        if (active) {
+          await this.drive(active.id);
+          continue;
+        }
+        const failed = runs.find((r) => r.id !== rootId && r.state !== 'measured' && r.state !== 'cancelled');
+        if (failed && root.kind !== 'baseline' && failed.commit === root.commit) {
+          this.finish(rootId, failed.state === 'measured' ? 'crashed' : failed.state, `its repeat #${failed.id} ${failed.state}: ${failed.reason ?? 'no reason recorded'}`);
+          return;
+        }
+        if (root.kind === 'baseline') {
+          if (failed || runs.length >= baselineRepeatsOf(config)) return this.concludeBaseline(root, runs, failed);
+        } else {
+          const report = this.decisionReport(root, session, config, { final: !!failed });
+          if (report.verdict !== 'pending') return await this.concludeCandidate(root, report, failed);
+        }
+        const side = root.kind === 'baseline' ? 'candidate' : nextSide(runs.length);
+        const target = side === 'candidate' ? root.commit! : root.parentCommit;
+        await this.prepareWorkingTree(root, session, config, runs[runs.length - 1]!.commit!, target);
+        if (!this.stillRunning(rootId)) return;
+        const repeat = this.ledger.createExperiment({
+          sessionId: session.id,
+          kind: 'repeat',
+          repeatOf: rootId,
+          commit: target,
+          parentCommit: root.parentCommit,
+          description: `${root.kind === 'baseline' ? 'calibration' : side === 'best' ? 'best re-measured' : 'candidate repeated'} for #${rootId}`,
+          host: hostname(),
+        });
+        const gpus = root.gpus ? (JSON.parse(root.gpus) as { indices: number[]; model: string | null }) : null;
+        await this.launch(repeat, config, 'run', gpus);
+        await this.drive(repeat.id);
+      }
+    } finally {
+      if (!this.closed && !this.stillRunning(rootId)) await this.restoreCandidateTree(rootId).catch((err) => this.log.error({ err, id: rootId }, 'could not restore the working tree'));
+    }
+  }
+
+  /** Editable paths the repeats rewrite: the candidate's change plus anything edited since the last run. */
+  private async prepareWorkingTree(root: ExperimentRow, session: SessionRow, config: Config, current: string, target: string): Promise<void> {
+    const edits = await this.saveEditsDuring(root, session, current);
+    const paths = new Set([...(await this.surfacePaths(root.parentCommit, root.commit!, config)), ...edits]);
+    if (target !== current || edits.length) await this.git.materialize(target, [...paths], this.scratchDir);
+  }
+
+  /** Edits made while an experiment was being measured would ride into the next run: they are saved under a ref, never lost. */
+  private async saveEditsDuring(root: ExperimentRow, session: SessionRow, expected: string): Promise<string[]> {
+    const snap = await this.git.snapshot(expected, `ratchet: edits made while #${root.id} was being measured`, this.scratchDir);
+    if (snap.tree === (await this.git.treeOf(expected))) return [];
+    const ref = `refs/ratchet/${session.tag}/edits-during-${root.id}-${Date.now()}`;
+    await this.git.setRef(ref, snap.commit);
+    this.log.warn({ id: root.id, ref }, 'files were edited while repeats ran; saved under a ref');
+    const config = sessionConfig(session);
+    return this.surfacePaths(expected, snap.commit, config);
+  }
+
+  private async surfacePaths(from: string, to: string, config: Config): Promise<string[]> {
+    const isEditable = picomatch(config.editable, { dot: true });
+    const isProtected = picomatch([CONFIG_FILE, ...config.protected], { dot: true });
+    const paths = (await this.git.changedBetween(from, to)).flatMap((c) => (c.from ? [c.from, c.path] : [c.path]));
+    return [...new Set(paths)].filter((p) => isEditable(p) && !isProtected(p));
+  }
+
+  /** After the last repeat the working tree holds the experiment's own commit again, ready for keep or revert. */
+  private async restoreCandidateTree(rootId: number): Promise<void> {
+    const root = this.ledger.experiment(rootId)!;
+    const runs = this.ledger.runsOf(rootId);
+    const last = runs[runs.length - 1]!;
+    if (runs.length < 2 || !root.commit) return;
+    const session = this.ledger.session(root.sessionId)!;
+    await this.prepareWorkingTree(root, session, sessionConfig(session), last.commit!, root.commit);
+  }
+
+  private concludeBaseline(root: ExperimentRow, runs: ExperimentRow[], failed: ExperimentRow | undefined): void {
+    const config = sessionConfig(this.ledger.session(root.sessionId)!);
+    const values = this.ledger.measurements(root.sessionId, config.metric.name).filter((m) => m.root === root.id).map((m) => m.value);
+    this.ledger.updateExperiment(root.id, {
+      metric: summarize(values).mean,
+      reason: failed ? `calibration stopped at ${values.length} run(s): repeat #${failed.id} ${failed.state}` : null,
+    });
+    this.finish(root.id, 'measured', failed ? `calibration stopped at ${values.length} run(s): repeat #${failed.id} ${failed.state}` : null);
+    this.adoptBaseline(this.ledger.experiment(root.id)!);
+    this.log.info({ id: root.id, runs: runs.length }, 'baseline calibrated');
+  }
+
+  private async concludeCandidate(root: ExperimentRow, report: DecisionReport, failed: ExperimentRow | undefined): Promise<void> {
+    const note = failed ? ` The best's repeat #${failed.id} ${failed.state}, so the decision uses the runs before it.` : '';
+    this.ledger.updateExperiment(root.id, {
+      metric: report.candidate.mean,
+      verdict: JSON.stringify({ ...report, why: report.why + note }),
+    });
+    this.finish(root.id, 'measured', null);
+    this.log.info({ id: root.id, verdict: report.verdict, runs: report.runsSpent }, 'decided');
+  }
+
+  // ---------------------------------------------------------------- statistics
+
+  /** Measurements comparable with this experiment's: same machine and GPU model. */
+  private comparable(session: SessionRow, config: Config, root: ExperimentRow): Measurement[] {
+    const model = gpuModelOf(root);
+    return this.ledger.measurements(session.id, config.metric.name).filter((m) => m.host === (root.host ?? hostname()) && m.gpuModel === model);
+  }
+
+  /** Pooled over groups of repeated runs of one commit within one experiment, so drift between experiments does not count as noise. */
+  private noiseFor(session: SessionRow, config: Config, root: ExperimentRow): PooledNoise {
+    const groups = new Map<string, number[]>();
+    for (const m of this.comparable(session, config, root)) {
+      const key = `${m.root}:${m.commit}`;
+      groups.set(key, [...(groups.get(key) ?? []), m.value]);
+    }
+    return pooledNoise([...groups.values()]);
+  }
+
+  private decisionReport(root: ExperimentRow, session: SessionRow, config: Config, opts: { final?: boolean } = {}): DecisionReport {
+    const all = this.comparable(session, config, root);
+    const mine = all.filter((m) => m.root === root.id);
+    const candidate = mine.filter((m) => m.commit === root.commit).map((m) => m.value);
+    const fresh = mine.filter((m) => m.commit === root.parentCommit).map((m) => m.value);
+    const rule = config.decision;
+    const noise = this.noiseFor(session, config, root);
+    const runsSpent = this.ledger.runsOf(root.id).filter((r) => r.id === root.id || (r.state !== 'queued' && r.state !== 'running')).length;
+    const side = (commit: string, values: number[]) => ({ commit, n: values.length, mean: summarize(values).mean, interval: meanInterval(values, noise, rule) });
+
+    if (rule.rule === 'greedy') {
+      const best = this.bestOf(session);
+      const bestValues = best && best.metric !== null ? [best.metric] : [];
+      const cmp = root.metric === null ? null : compare(root.metric, best, config.metric.direction);
+      const sign = config.metric.direction === 'minimize' ? -1 : 1;
+      const effect = cmp?.delta === null || cmp === null ? null : sign * cmp.delta;
+      return {
+        rule: 'greedy',
+        runs: root.metric === null ? [] : [{ id: root.id, side: 'candidate', value: root.metric }],
+        verdict: cmp === null ? 'pending' : cmp.improved ? 'improved' : cmp.equal ? 'inconclusive' : 'worse',
+        candidate: { commit: root.commit, n: root.metric === null ? 0 : 1, mean: root.metric, interval: null },
+        best: { commit: best?.commit ?? null, n: bestValues.length, mean: best?.metric ?? null, interval: null },
+        effect,
+        effectInterval: null,
+        relativeEffect: effect !== null && best?.metric ? effect / Math.abs(best.metric) : null,
+        confidence: 0,
+        conditionalPower: null,
+        runsSpent,
+        why: 'greedy rule: one run each, strictly better keeps',
+      };
+    }
+
+    // The candidate's first run is screened against the best's earlier runs: that can reject it, never accept it.
+    const paired = fresh.length > 0;
+    const reference = paired ? fresh : all.filter((m) => m.commit === root.parentCommit).map((m) => m.value);
+    let cmp: Comparison;
+    if (paired && candidate.length !== fresh.length && !opts.final) {
+      cmp = { verdict: 'pending', effect: null, interval: null, relative: null, confidence: 0, conditionalPower: null, why: 'mid-pair' };
+    } else {
+      cmp = look({
+        candidate,
+        reference,
+        paired,
+        noise,
+        rule,
+        direction: config.metric.direction,
+        pairsLeft: rule.maxRepeats - Math.min(candidate.length, fresh.length),
+      });
+      if (opts.final && cmp.verdict === 'pending') cmp = { ...cmp, verdict: 'inconclusive', why: `${cmp.why}; no further runs were possible` };
+      if (paired && cmp.verdict === 'pending' && Math.min(candidate.length, fresh.length) >= rule.maxRepeats) {
+        cmp = { ...cmp, verdict: 'inconclusive', why: `${cmp.why}; maxRepeats (${rule.maxRepeats}) pairs spent` };
+      }
+    }
+    const runs = mine.map((m) => ({ id: m.run, side: m.commit === root.commit ? ('candidate' as const) : ('best' as const), value: m.value }));
+    return {
+      rule: 'significant',
+      runs,
+      verdict: cmp.verdict,
+      candidate: side(root.commit!, candidate),
+      best: side(root.parentCommit, fresh),
+      effect: cmp.effect,
+      effectInterval: cmp.interval,
+      relativeEffect: cmp.relative,
+      confidence: cmp.confidence || 1 - (1 - rule.confidence) / rule.maxRepeats,
+      conditionalPower: cmp.conditionalPower,
+      runsSpent,
+      why: cmp.why,
+    };
+  }
+
+  /** The noise as calibrated at session start, with the pooled figure and what it lets the session detect. */
+  private noiseReport(session: SessionRow, config: Config): Noise | null {
+    const baseline = this.ledger.runsOf(this.ledger.baselineId(session.id) ?? -1)[0];
+    if (!baseline) return null;
+    const values = this.ledger.measurements(session.id, config.metric.name).filter((m) => m.root === baseline.id).map((m) => m.value);
+    const s = summarize(values);
+    const noise = this.noiseFor(session, config, baseline);
+    return {
+      samples: s.n,
+      mean: s.mean,
+      sd: s.sd,
+      mad: s.mad,
+      cv: s.cv,
+      pooledSd: Number.isFinite(noise.sd) ? noise.sd : null,
+      df: noise.df,
+      minDetectableEffect: minimumDetectableEffect(noise, config.decision),
+      host: baseline.host ?? hostname(),
+      gpuModel: gpuModelOf(baseline),
+    };
+  }
+
+  private plateau(session: SessionRow, config: Config): Status['plateau'] {
+    const window = config.decision.plateauWindow;
+    const recent = this.ledger
+      .listExperiments(session.id, { limit: window, offset: 0 })
+      .rows.filter((e) => e.kind === 'candidate' && e.state !== 'running' && e.state !== 'queued' && e.state !== 'refused');
+    let sinceKeep = 0;
+    for (const e of recent) {
+      if (e.decision === 'kept') break;
+      sinceKeep++;
+    }
+    const noise = this.noiseFor(session, config, this.bestOf(session) ?? recent[0] ?? ({ host: hostname(), gpus: null } as ExperimentRow));
+    const effects = recent
+      .map((e) => (e.verdict ? (JSON.parse(e.verdict) as DecisionReport).effect : null))
+      .filter((x): x is number => x !== null);
+    const mde = minimumDetectableEffect(noise, config.decision);
+    let message: string | null = null;
+    if (sinceKeep >= window) {
+      message = `The last ${sinceKeep} experiments brought no kept improvement.`;
+      if (mde !== null && effects.length && effects.every((x) => Math.abs(x) < mde)) {
+        message += ` Every change among them moved ${config.metric.name} by less than the session can detect (${fmt(mde)}): try bolder changes, or raise maxRepeats.`;
+      } else {
+        message += ' Try a different direction, or stop here.';
+      }
+    }
+    return { reached: message !== null, experimentsSinceKeep: sinceKeep, window, message };
   }
 
   private async restoreTamperedPins(e: ExperimentRow): Promise<string[]> {
@@ -474,9 +797,9 @@ export class ResearchLoop {
     return paths;
   }
 
-  /** Reads the metric (from the trusted evaluate output when configured) and records the measurement. */
-  private measure(id: number, config: Config, phase: Phase): void {
-    if (!this.stillRunning(id)) return;
+  /** Reads the metric (from the trusted evaluate output when configured) and records the measurement; false when there was none. */
+  private measure(id: number, config: Config, phase: Phase): boolean {
+    if (!this.stillRunning(id)) return false;
     const dir = this.runDir(id);
     const runText = readMetricText(join(dir, 'run.log'));
     const sourceText = phase === 'evaluate' ? readMetricText(join(dir, 'evaluate.log')) : runText;
@@ -495,12 +818,12 @@ export class ResearchLoop {
           ? `${where}'s last ${config.metric.name} report is not a finite number: "${primary.line.trim().slice(0, 200)}"`
           : `${where} finished but printed no "${config.metric.name}: <number>" line (or METRIC ${config.metric.name}=<number>); read_log shows what it printed`,
       );
-      return;
+      return false;
     }
     const checks = checkConstraints(config, primary.value, secondary);
     const e = this.ledger.experiment(id)!;
     const host = e.host ?? hostname();
-    const gpuModel = e.gpus ? ((JSON.parse(e.gpus) as { model: string | null }).model ?? null) : null;
+    const gpuModel = gpuModelOf(e);
     this.ledger.db.transaction(() => {
       this.ledger.addSample({ experimentId: id, name: config.metric.name, value: primary.value!, source: phase, host, gpuModel });
       for (const [name, value] of Object.entries(secondary)) {
@@ -513,11 +836,7 @@ export class ResearchLoop {
         constraintChecks: JSON.stringify(checks),
       });
     })();
-    if (e.kind === 'baseline') {
-      this.ledger.updateExperiment(id, { decision: 'kept', decisionReason: 'baseline' });
-      this.ledger.setBest(e.sessionId, id, e.commit!);
-    }
-    this.finish(id, 'measured', null);
+    return true;
   }
 
   private finish(id: number, state: ExperimentState, reason: string | null): ExperimentRow {
@@ -541,7 +860,9 @@ export class ResearchLoop {
       const ticker = onProgress
         ? setInterval(() => {
             const now = this.ledger.experiment(id)!;
-            onProgress(this.progressOf(now, config));
+            const p = this.progressOf(this.activeRun(now), config);
+            const runs = this.ledger.runsOf(id).length;
+            onProgress(runs > 1 ? { ...p, phase: `${p.phase} (run ${runs} of this experiment)` } : p);
           }, PROGRESS_EVERY_MS)
         : null;
       try {
@@ -550,12 +871,18 @@ export class ResearchLoop {
         if (ticker) clearInterval(ticker);
       }
     }
-    return toView(this.ledger.experiment(id)!);
+    return this.view(this.ledger.experiment(id)!);
   }
 
   /** A read-only server watches the ledger that the driving server writes. */
   private async pollUntilDone(id: number): Promise<void> {
     while (!this.closed && this.ledger.experiment(id)!.state === 'running') await sleep(500);
+  }
+
+  /** The run actually in progress: an experiment measuring repeats is represented by its current repeat. */
+  private activeRun(e: ExperimentRow): ExperimentRow {
+    if (e.phase !== 'repeats') return e;
+    return this.ledger.runsOf(e.id).find((r) => r.id !== e.id && (r.state === 'running' || r.state === 'queued')) ?? e;
   }
 
   private progressOf(e: ExperimentRow, config: Config): Progress {
@@ -580,12 +907,22 @@ export class ResearchLoop {
     const checks = JSON.parse(e.constraintChecks) as ConstraintCheck[];
     const ran = e.state === 'crashed' || e.state === 'timed_out' || e.state === 'cancelled';
     const logTail = ran && e.logPath ? this.crashTail(e) : null;
+    const decision =
+      e.kind === 'candidate' && e.metric !== null
+        ? e.verdict
+          ? (JSON.parse(e.verdict) as DecisionReport)
+          : this.decisionReport(e, session, config)
+        : e.kind === 'candidate' && e.phase === 'repeats'
+          ? this.decisionReport(e, session, config)
+          : null;
     return {
-      experiment: toView(e),
+      experiment: this.view(e),
       metricName: config.metric.name,
       comparison,
       constraints: checks,
       keepable: this.keepRefusal(session, config, e, false) === null,
+      decision,
+      noise: this.noiseReport(session, config),
       logTail,
     };
   }
@@ -604,7 +941,7 @@ export class ResearchLoop {
     const { session, config } = this.requireSession();
     const e = this.requireExperiment(input.id, session);
     if (e.decision === 'kept' && session.bestExperimentId === e.id && e.decisionReason?.includes('after a restart')) {
-      return { experiment: toView(e), session: this.sessionView(session) };
+      return { experiment: this.view(e), session: this.sessionView(session) };
     }
     const refusal = this.keepRefusal(session, config, e, input.force === true, input.reason);
     if (refusal) throw refusal;
@@ -613,7 +950,11 @@ export class ResearchLoop {
       throw new RatchetError('surface_violation', `Experiment ${e.id}'s commit changes ${outside.join(', ')}, outside the edit surface; it cannot be kept.`, `Call revert {id: ${e.id}}.`);
     }
     await this.git.advanceBranch(session.branch, e.commit!, session.bestCommit);
-    const forced = input.force === true && !compare(e.metric!, this.bestOf(session), config.metric.direction).improved;
+    const forced =
+      input.force === true &&
+      (config.decision.rule === 'significant'
+        ? (JSON.parse(e.verdict ?? '{}') as Partial<DecisionReport>).verdict !== 'improved'
+        : !compare(e.metric!, this.bestOf(session), config.metric.direction).improved);
     this.ledger.db.transaction(() => {
       this.ledger.updateExperiment(e.id, { decision: 'kept', forced: forced ? 1 : 0, decisionReason: forced ? `forced: ${input.reason}` : 'improved' });
       this.ledger.setBest(session.id, e.id, e.commit!);
@@ -621,7 +962,7 @@ export class ResearchLoop {
     const updated = this.ledger.session(session.id)!;
     this.writeResults(updated);
     this.log.info({ id: e.id, metric: e.metric, forced }, 'kept');
-    return { experiment: toView(this.ledger.experiment(e.id)!), session: this.sessionView(updated) };
+    return { experiment: this.view(this.ledger.experiment(e.id)!), session: this.sessionView(updated) };
   }
 
   /** Paths a commit changes relative to the best that the surface does not allow (both sides of a rename). */
@@ -651,6 +992,7 @@ export class ResearchLoop {
     }
     const best = this.bestOf(session);
     if (!best || best.metric === null) return null; // the baseline never measured: the first measurement sets the bar
+    if (config.decision.rule === 'significant') return this.significantRefusal(config, e, force, reason);
     const cmp = compare(e.metric!, best, config.metric.direction);
     if (cmp.improved) return null;
     if (cmp.equal && force) {
@@ -663,6 +1005,25 @@ export class ResearchLoop {
         ? `It ties the best. If it is simpler, call keep {id: ${e.id}, force: true, reason: "..."}; otherwise revert {id: ${e.id}}.`
         : `Call revert {id: ${e.id}} and try another idea.`,
     );
+  }
+
+  /** Under `significant`, only a verdict of improved keeps; force keeps an inconclusive (or tied) simplification, never a worse one. */
+  private significantRefusal(config: Config, e: ExperimentRow, force: boolean, reason?: string): RatchetError | null {
+    const refuse = (message: string, hint: string) => new RatchetError('not_decidable', message, hint, { experimentId: e.id });
+    const report = e.verdict ? (JSON.parse(e.verdict) as DecisionReport) : null;
+    if (!report) return refuse(`Experiment ${e.id} has no verdict yet.`, `Call wait_experiment {id: ${e.id}} until it is decided.`);
+    if (report.verdict === 'improved') return null;
+    const stats = `effect ${report.effect === null ? 'unknown' : fmt(report.effect)}${report.effectInterval ? ` (interval ${fmt(report.effectInterval[0])} to ${fmt(report.effectInterval[1])})` : ''} over ${report.runsSpent} runs: ${report.why}`;
+    if (report.verdict === 'inconclusive' && force) {
+      return reason && reason.trim() ? null : refuse('force needs a reason.', 'Say why the change is worth keeping without a proven gain, e.g. "same val_bpb with 40 fewer lines".');
+    }
+    if (report.verdict === 'inconclusive') {
+      return refuse(
+        `Experiment ${e.id} is inconclusive: no significant improvement in ${config.metric.name} at ${config.decision.confidence} confidence (${stats}).`,
+        `Call revert {id: ${e.id}}; if the change is a simplification worth keeping anyway, keep {id: ${e.id}, force: true, reason: "..."}.`,
+      );
+    }
+    return refuse(`Experiment ${e.id} is not an improvement: ${config.metric.name} is worse or short of minEffect (${stats}).`, `Call revert {id: ${e.id}} and try another idea.`);
   }
 
   private async revertNow(input: { id?: number }): Promise<RevertResult> {
@@ -696,10 +1057,10 @@ export class ResearchLoop {
     if (tampered.length) await restorePinned(this.repo, pins, join(this.stateDir, 'pins'), tampered.filter((p) => pins.some((pin) => pin.path === p)));
     let view: ExperimentView | null = null;
     if (e && e.kind === 'candidate' && e.state === 'measured' && e.decision === null) {
-      view = toView(this.ledger.updateExperiment(e.id, { decision: 'reverted', decisionReason: 'reverted by the agent' }));
+      view = this.view(this.ledger.updateExperiment(e.id, { decision: 'reverted', decisionReason: 'reverted by the agent' }));
       this.writeResults(session);
     } else if (e) {
-      view = toView(e);
+      view = this.view(e);
     }
     this.log.info({ id: e?.id, savedWorktree }, 'reverted');
     return { experiment: view, resetTo: session.bestCommit, removedUntracked, savedWorktree };
@@ -710,11 +1071,31 @@ export class ResearchLoop {
   private async cancelExperimentNow(id: number): Promise<ExperimentView> {
     this.requireDriver();
     const e = this.requireExperiment(id);
-    if (e.state === 'cancelled') return toView(e); // already done: cancelling twice changes nothing
+    if (e.state === 'cancelled') return this.view(e); // already done: cancelling twice changes nothing
     if (e.state !== 'running' && e.state !== 'queued') {
       throw new RatchetError('not_decidable', `Experiment ${id} is ${e.state}; only a running experiment can be cancelled.`, 'Call status to see what is running.');
     }
+    if (e.kind === 'repeat') {
+      throw new RatchetError('invalid_argument', `Run ${id} is a repeat of experiment ${e.repeatOf}.`, `Call cancel_experiment {id: ${e.repeatOf}}.`);
+    }
     const config = sessionConfig(this.ledger.session(e.sessionId)!);
+    if (e.phase === 'repeats') {
+      // The experiment is marked first so its repeat loop starts nothing new, then the run in progress is stopped.
+      const active = this.activeRun(e);
+      const done = this.finish(id, 'cancelled', 'cancelled by the agent');
+      if (active.id !== id && active.supervisorPid && active.runToken) cancelRun(active.supervisorPid, active.runToken);
+      const grace = sleep((config.run.graceSeconds + 10) * 1000);
+      await Promise.race([this.drive(active.id), grace]);
+      if (this.ledger.experiment(active.id)?.state === 'running') {
+        if (active.runToken) await sweepRun(active.runToken);
+        this.finish(active.id, 'cancelled', 'cancelled with its experiment');
+      }
+      // The repeat loop puts the candidate back in the working tree as it ends; without one, do it here.
+      const loop = this.drivers.get(id);
+      if (loop) await Promise.race([loop, grace]);
+      else await this.restoreCandidateTree(id);
+      return this.view(this.ledger.experiment(done.id)!);
+    }
     if (e.supervisorPid && e.runToken && cancelRun(e.supervisorPid, e.runToken)) {
       const grace = (e.phase === 'evaluate' ? config.evaluate?.graceSeconds ?? 10 : config.run.graceSeconds) + 10;
       await Promise.race([this.drive(id), sleep(grace * 1000)]);
@@ -722,9 +1103,9 @@ export class ResearchLoop {
     const after = this.ledger.experiment(id)!;
     if (after.state === 'running' || after.state === 'queued') {
       if (after.runToken) await sweepRun(after.runToken);
-      return toView(this.finish(id, 'cancelled', 'cancelled by the agent'));
+      return this.view(this.finish(id, 'cancelled', 'cancelled by the agent'));
     }
-    return toView(after);
+    return this.view(after);
   }
 
   // ---------------------------------------------------------------- status and listings
@@ -741,12 +1122,16 @@ export class ResearchLoop {
     const running = hasLedger ? this.ledger.unfinishedExperiments()[0] : undefined;
     let runningView: Status['running'] = null;
     if (running && session) {
-      const p = this.progressOf(running, sessionConfig(session));
+      const p = this.progressOf(this.activeRun(running), sessionConfig(session));
       runningView = { id: running.id, phase: p.phase, elapsedSeconds: p.elapsedSeconds, budgetSeconds: p.budgetSeconds, lastLogLine: p.lastLogLine };
     }
     const pending = session ? this.awaitingDecision(session) : undefined;
+    const config = session ? sessionConfig(session) : null;
     return {
       session: session ? this.sessionView(session) : null,
+      noise: session && config ? this.noiseReport(session, config) : null,
+      plateau: session && config ? this.plateau(session, config) : null,
+      runsSpent: session ? this.ledger.runsSpent(session.id).runs : 0,
       counts: session ? this.ledger.countsByState(session.id) : {},
       running: runningView,
       awaitingDecision: pending?.id ?? null,
@@ -755,14 +1140,14 @@ export class ResearchLoop {
       resultsTsv: this.resultsTsvPath,
       next: this.heldBy
         ? `This server is read-only: another ratchet server (pid ${this.heldBy.pid}) drives this repo.`
-        : nextStep(session, runningView, pending, configError),
+        : nextStep(session, runningView, pending, configError, session && config ? this.plateau(session, config)?.message ?? null : null),
     };
   }
 
   listExperiments(input: { limit?: number; offset?: number; state?: ExperimentState }): { experiments: ExperimentView[]; total: number } {
     const { session } = this.requireSession();
     const { rows, total } = this.ledger.listExperiments(session.id, { limit: input.limit ?? 20, offset: input.offset ?? 0, state: input.state });
-    return { experiments: rows.map(toView), total };
+    return { experiments: rows.map((e) => this.view(e)), total };
   }
 
   async readLog(input: { id: number; offset?: number; limit?: number; grep?: string; phase?: Phase }): Promise<LogPage & { path: string }> {
@@ -794,6 +1179,13 @@ export class ResearchLoop {
     if (this.heldBy || !existsSync(ledgerPath(this.repo))) return [];
     const unfinished = this.ledger.unfinishedExperiments();
     for (const e of unfinished) {
+      // A repeat is driven by its experiment's repeat loop, which re-attaches to it.
+      if (e.kind === 'repeat' && unfinished.some((r) => r.id === e.repeatOf)) continue;
+      if (e.phase === 'repeats') {
+        this.log.info({ id: e.id }, 're-attaching to an experiment measuring repeats');
+        void this.drive(e.id);
+        continue;
+      }
       if (e.state === 'queued' || !e.supervisorPid || !e.runToken) {
         if (e.runToken) await sweepRun(e.runToken);
         this.finish(e.id, 'crashed', 'ratchet stopped before the run started');
@@ -921,6 +1313,10 @@ export class ResearchLoop {
     return session.bestExperimentId !== null ? this.ledger.experiment(session.bestExperimentId) : undefined;
   }
 
+  private view(e: ExperimentRow): ExperimentView {
+    return toView(e, e.kind === 'repeat' ? 1 : this.ledger.runsOf(e.id).length);
+  }
+
   private sessionView(s: SessionRow): SessionView {
     const config = sessionConfig(s);
     const best = this.bestOf(s);
@@ -951,6 +1347,18 @@ export class ResearchLoop {
 /** The config the session pinned at its start (not the file on disk, which may have changed). */
 function sessionConfig(session: SessionRow): Config {
   return parseConfig(JSON.parse(session.config));
+}
+
+function gpuModelOf(e: ExperimentRow): string | null {
+  return e.gpus ? ((JSON.parse(e.gpus) as { model: string | null }).model ?? null) : null;
+}
+
+/** Interval of one side's mean with the session's pooled noise, at the per-look confidence. */
+function meanInterval(values: number[], noise: PooledNoise, rule: Config['decision']): [number, number] | null {
+  if (!values.length || !noise.df || !Number.isFinite(noise.sd)) return null;
+  const mean = values.reduce((a, x) => a + x, 0) / values.length;
+  const half = criticalValue(rule, noise.df) * (noise.sd / Math.sqrt(values.length));
+  return [mean - half, mean + half];
 }
 
 function judge(result: RunResult, phase: Phase, config: Config): { state: ExperimentState; reason: string } | null {
@@ -984,13 +1392,19 @@ function compare(metric: number, best: ExperimentRow | undefined, direction: 'mi
   return { bestId: best.id, bestMetric: best.metric, delta, improved, equal: delta === 0, direction };
 }
 
-function nextStep(session: SessionRow | undefined, running: Status['running'], pending: ExperimentRow | undefined, configError: string | null): string {
+function nextStep(
+  session: SessionRow | undefined,
+  running: Status['running'],
+  pending: ExperimentRow | undefined,
+  configError: string | null,
+  plateau: string | null,
+): string {
   if (configError && !session) return 'Fix ratchet.json (see config.error), then call start_session.';
   if (configError) return 'ratchet.json changed since the session pinned it and is now invalid: restore it (git checkout -- ratchet.json); runs are refused until it matches its pin.';
   if (!session) return 'Call start_session to create the branch and measure the baseline.';
   if (running) return `Experiment ${running.id} is running: call wait_experiment {id: ${running.id}}.`;
   if (pending) return `Experiment ${pending.id} awaits a decision: read_metric, then keep or revert.`;
-  return 'Edit the editable files with one idea, then call run_experiment.';
+  return plateau ? `${plateau} Otherwise edit the editable files with one idea, then call run_experiment.` : 'Edit the editable files with one idea, then call run_experiment.';
 }
 
 function busyError(id: number): RatchetError {
@@ -1007,10 +1421,12 @@ function sleep(ms: number): Promise<void> {
 
 const fmt = (n: number) => (Math.abs(n) >= 1000 ? n.toFixed(1) : Number(n.toPrecision(6)).toString());
 
-export function toView(e: ExperimentRow): ExperimentView {
+export function toView(e: ExperimentRow, runs = 1): ExperimentView {
   return {
     id: e.id,
     kind: e.kind,
+    repeatOf: e.repeatOf,
+    runs,
     state: e.state,
     decision: e.decision,
     metric: e.metric,

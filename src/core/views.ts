@@ -1,15 +1,17 @@
 // The shapes the loop reports: zod schemas that double as the tools' output schemas, so docs, types and checks agree.
 import { z } from 'zod';
 
-export const ExperimentStateSchema = z.enum(['queued', 'running', 'measured', 'crashed', 'timed_out', 'refused', 'cancelled']);
+export const ExperimentStateSchema = z.enum(['queued', 'running', 'measured', 'crashed', 'timed_out', 'refused', 'cancelled', 'pruned']);
 export const DecisionSchema = z.enum(['kept', 'reverted']).nullable();
 
 export const ExperimentViewSchema = z.object({
   id: z.number().int(),
-  kind: z.enum(['baseline', 'candidate']),
+  kind: z.enum(['baseline', 'candidate', 'repeat']),
+  repeatOf: z.number().int().nullable().describe('For a repeat: the experiment it measures for.'),
   state: ExperimentStateSchema,
   decision: DecisionSchema,
-  metric: z.number().nullable(),
+  metric: z.number().nullable().describe('The mean over the experiment\'s own runs when it was repeated.'),
+  runs: z.number().int().describe('Runs spent on this experiment, repeats (of it and of the best) included.'),
   secondary: z.record(z.string(), z.number()),
   description: z.string(),
   hypothesis: z.string().nullable(),
@@ -28,6 +30,47 @@ export const ExperimentViewSchema = z.object({
   endedAt: z.string().nullable(),
 });
 export type ExperimentView = z.infer<typeof ExperimentViewSchema>;
+
+const Interval = z.tuple([z.number(), z.number()]);
+
+export const SideSchema = z.object({
+  commit: z.string().nullable(),
+  n: z.number().int(),
+  mean: z.number().nullable(),
+  interval: Interval.nullable().describe('Confidence interval of the mean (pooled noise).'),
+});
+
+export const DecisionReportSchema = z.object({
+  rule: z.enum(['greedy', 'significant']),
+  runs: z
+    .array(z.object({ id: z.number().int(), side: z.enum(['candidate', 'best']), value: z.number() }))
+    .describe('Every measured run in order; read_log {id} shows any of them.'),
+  verdict: z.enum(['improved', 'worse', 'inconclusive', 'pending']).describe('pending: more repeats are coming.'),
+  candidate: SideSchema,
+  best: SideSchema.describe('The best as re-measured during this experiment (its stored figure is not trusted).'),
+  effect: z.number().nullable().describe('Improvement in the metric\'s direction: positive is better.'),
+  effectInterval: Interval.nullable(),
+  relativeEffect: z.number().nullable().describe('effect / |best mean|.'),
+  confidence: z.number().describe('Per-look confidence of the intervals (the session\'s confidence split over maxRepeats looks).'),
+  conditionalPower: z.number().nullable(),
+  runsSpent: z.number().int(),
+  why: z.string(),
+});
+export type DecisionReport = z.infer<typeof DecisionReportSchema>;
+
+export const NoiseSchema = z.object({
+  samples: z.number().int().describe('Measurements of the calibration (baseline) runs.'),
+  mean: z.number().nullable(),
+  sd: z.number().nullable().describe('Standard deviation of the calibration runs.'),
+  mad: z.number().nullable().describe('Median absolute deviation of the calibration runs.'),
+  cv: z.number().nullable().describe('sd / |mean|.'),
+  pooledSd: z.number().nullable().describe('Noise pooled over every group of repeated runs in the session, on this machine.'),
+  df: z.number().int(),
+  minDetectableEffect: z.number().nullable().describe('Smallest true improvement detected 80% of the time within maxRepeats pairs.'),
+  host: z.string(),
+  gpuModel: z.string().nullable(),
+});
+export type Noise = z.infer<typeof NoiseSchema>;
 
 export const ConstraintCheckSchema = z.object({
   metric: z.string(),
@@ -53,6 +96,8 @@ export const MetricReportSchema = z.object({
   comparison: ComparisonSchema.nullable(),
   constraints: z.array(ConstraintCheckSchema),
   keepable: z.boolean().describe('Whether `keep` would accept it now (without force).'),
+  decision: DecisionReportSchema.nullable().describe('The statistical comparison with the best (significant rule), or the single-run one (greedy).'),
+  noise: NoiseSchema.nullable(),
   logTail: z.array(z.string()).nullable().describe('Last lines of the log (at most 50) for a run that did not measure.'),
 });
 export type MetricReport = z.infer<typeof MetricReportSchema>;
@@ -81,6 +126,12 @@ export const StatusSchema = z.object({
   config: z.object({ valid: z.boolean(), error: z.string().nullable() }),
   ledger: z.string(),
   resultsTsv: z.string(),
+  noise: NoiseSchema.nullable(),
+  plateau: z
+    .object({ reached: z.boolean(), experimentsSinceKeep: z.number().int(), window: z.number().int(), message: z.string().nullable() })
+    .nullable()
+    .describe('Whether recent experiments stopped bringing significant improvements.'),
+  runsSpent: z.number().int().describe('Runs in this session, repeats and calibration included.'),
   next: z.string().describe('What to do next.'),
 });
 export type Status = z.infer<typeof StatusSchema>;

@@ -1,0 +1,233 @@
+// The statistics behind a keep under the `significant` rule: noise, intervals, verdicts, early stopping, pruning.
+// Pure functions over numbers, so every verdict path is testable against known distributions.
+import jstatModule from 'jstat';
+
+const { jStat } = jstatModule as unknown as { jStat: JStat };
+
+interface JStat {
+  mean(values: number[]): number;
+  median(values: number[]): number;
+  studentt: { inv(p: number, dof: number): number };
+  normal: { inv(p: number, mean: number, sd: number): number; cdf(x: number, mean: number, sd: number): number };
+}
+
+export type Direction = 'minimize' | 'maximize';
+export type Verdict = 'improved' | 'worse' | 'inconclusive';
+
+/** What one side of a comparison looks like: its samples summarised. */
+export interface SampleSummary {
+  n: number;
+  mean: number | null;
+  sd: number | null;
+  /** Median absolute deviation (raw, not scaled to σ). */
+  mad: number | null;
+  /** sd / |mean|. */
+  cv: number | null;
+}
+
+export function summarize(values: number[]): SampleSummary {
+  const n = values.length;
+  if (!n) return { n, mean: null, sd: null, mad: null, cv: null };
+  const mean = jStat.mean(values);
+  const sd = n > 1 ? Math.sqrt(values.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1)) : null;
+  const median = jStat.median(values);
+  const mad = jStat.median(values.map((x) => Math.abs(x - median)));
+  return { n, mean, sd, mad, cv: sd !== null && mean !== 0 ? sd / Math.abs(mean) : null };
+}
+
+/**
+ * The session's noise: the pooled within-group standard deviation over groups of repeated runs of
+ * one commit on one machine (as in a one-way ANOVA). Pooling many small groups gives the degrees of
+ * freedom that a single experiment's 2–5 runs cannot.
+ */
+export interface PooledNoise {
+  sd: number;
+  df: number;
+}
+
+export function pooledNoise(groups: number[][]): PooledNoise {
+  let squares = 0;
+  let df = 0;
+  for (const g of groups) {
+    if (g.length < 2) continue;
+    const m = jStat.mean(g);
+    squares += g.reduce((a, x) => a + (x - m) ** 2, 0);
+    df += g.length - 1;
+  }
+  return { sd: df ? Math.sqrt(squares / df) : NaN, df };
+}
+
+export interface DecisionRule {
+  confidence: number;
+  minEffect: number;
+  maxRepeats: number;
+}
+
+/**
+ * Each look spends an equal share of the error rate (Bonferroni over the `maxRepeats` looks), so
+ * stopping at whichever look first clears the bar keeps the chance of keeping a non-improvement
+ * below 1 − confidence over the whole experiment.
+ */
+export function criticalValue(rule: DecisionRule, df: number): number {
+  const alphaPerLook = (1 - rule.confidence) / rule.maxRepeats;
+  return jStat.studentt.inv(1 - alphaPerLook / 2, df);
+}
+
+/** The smallest true improvement the final look detects 80% of the time, in metric units. */
+export function minimumDetectableEffect(noise: PooledNoise, rule: DecisionRule): number | null {
+  if (!noise.df || !Number.isFinite(noise.sd)) return null;
+  const crit = criticalValue(rule, noise.df);
+  return (crit + jStat.normal.inv(0.8, 0, 1)) * noise.sd * Math.sqrt(2 / rule.maxRepeats);
+}
+
+export interface Comparison {
+  verdict: Verdict | 'pending';
+  /** Improvement in the metric's direction (positive = better), candidate mean vs best mean. */
+  effect: number | null;
+  interval: [number, number] | null;
+  /** effect / |best mean|. */
+  relative: number | null;
+  confidence: number;
+  /** Predictive probability that the remaining repeats end in `improved`, given the runs so far. */
+  conditionalPower: number | null;
+  why: string;
+}
+
+/**
+ * One look at the evidence. `reference` is what the candidate is compared with: at a screening
+ * look (the candidate's first run) the best's earlier samples, which may only ever reject; at a
+ * paired look the best's samples re-measured within this experiment, which alone may accept.
+ */
+export function look(input: {
+  candidate: number[];
+  reference: number[];
+  paired: boolean;
+  noise: PooledNoise;
+  rule: DecisionRule;
+  direction: Direction;
+  /** Pairs that may still be measured after this look. */
+  pairsLeft: number;
+}): Comparison {
+  const { candidate, reference, noise, rule, direction } = input;
+  const confidence = 1 - (1 - rule.confidence) / rule.maxRepeats;
+  const base: Comparison = { verdict: 'pending', effect: null, interval: null, relative: null, confidence, conditionalPower: null, why: '' };
+  if (!candidate.length || !reference.length) return { ...base, why: 'no samples to compare yet' };
+  const sign = direction === 'minimize' ? -1 : 1;
+  const refMean = jStat.mean(reference);
+  const effect = sign * (jStat.mean(candidate) - refMean);
+  const relative = refMean !== 0 ? effect / Math.abs(refMean) : null;
+  const out = { ...base, effect, relative };
+  const last = input.pairsLeft <= 0;
+
+  if (noise.df > 0 && noise.sd === 0) {
+    // Every repeat so far measured exactly the same: the metric is deterministic, so a difference is real.
+    out.interval = [effect, effect];
+    if (effect < rule.minEffect) return { ...out, verdict: 'worse', why: 'deterministic metric: the candidate measured no better than the best' };
+    if (!input.paired) return { ...out, why: 'deterministic so far: one re-measurement of the best confirms it' };
+    if (effect > rule.minEffect) return { ...out, verdict: 'improved', why: 'deterministic metric: the candidate measured better than the re-measured best' };
+    return { ...out, verdict: 'inconclusive', why: 'deterministic metric: the candidate ties the best' };
+  }
+  if (!noise.df) return { ...out, why: 'the noise is not known yet (no metric was measured twice); measuring again' };
+
+  const se = noise.sd * Math.sqrt(1 / candidate.length + 1 / reference.length);
+  const crit = criticalValue(rule, noise.df);
+  out.interval = [effect - crit * se, effect + crit * se];
+  if (input.paired && out.interval[0] > rule.minEffect) return { ...out, verdict: 'improved', why: `the whole interval is better than minEffect (${rule.minEffect})` };
+  if (out.interval[1] < rule.minEffect) {
+    return { ...out, verdict: 'worse', why: rule.minEffect ? `the whole interval is below minEffect (${rule.minEffect})` : 'the whole interval is on the worse side' };
+  }
+  if (last && input.paired) return { ...out, verdict: 'inconclusive', why: `maxRepeats (${rule.maxRepeats}) pairs spent and the interval still straddles minEffect` };
+
+  // Stochastic curtailment by predictive power (Spiegelhalter, Freedman & Blackburn 1986): stop when the remaining
+  // repeats are unlikely to end in an improvement, averaging over what the true effect may be given the runs so far.
+  // The final look will also know the noise better: each further run adds a degree of freedom.
+  const finalSe = noise.sd * Math.sqrt(2 / rule.maxRepeats);
+  const finalCrit = criticalValue(rule, noise.df + 2 * Math.max(0, input.pairsLeft));
+  const infoNow = 1 / se ** 2;
+  const infoFinal = 1 / finalSe ** 2;
+  if (infoNow < infoFinal) {
+    const r = infoNow / infoFinal;
+    const spread = Math.sqrt(finalSe ** 2 * (1 - r) + (1 - r) ** 2 * se ** 2);
+    out.conditionalPower = jStat.normal.cdf((effect - rule.minEffect - finalCrit * finalSe) / spread, 0, 1);
+    if (out.conditionalPower < FUTILITY) {
+      return {
+        ...out,
+        verdict: 'inconclusive',
+        why: `stopped early: even ${rule.maxRepeats} pairs would show an improvement with only ${(out.conditionalPower * 100).toFixed(1)}% probability`,
+      };
+    }
+  }
+  return { ...out, why: 'not clear yet; measuring another pair' };
+}
+
+/** Below this conditional power, further repeats are not worth their runs. */
+export const FUTILITY = 0.1;
+
+/**
+ * Which commit the next repeat measures. Runs go candidate, best, best, candidate, candidate, best …
+ * (ABBA), which cancels a linear drift within each pair of pairs and swaps the working tree once per pair.
+ */
+export function nextSide(runsSoFar: number): 'candidate' | 'best' {
+  return ['candidate', 'best', 'best', 'candidate'][runsSoFar % 4] as 'candidate' | 'best';
+}
+
+// ---------------------------------------------------------------- pruning
+
+export interface CurvePoint {
+  step: number;
+  value: number;
+}
+
+/** The curve's value at `step`: the last point at or before it. */
+export function valueAt(curve: CurvePoint[], step: number): number | null {
+  let found: number | null = null;
+  for (const p of curve) {
+    if (p.step <= step) found = p.value;
+    else break;
+  }
+  return found;
+}
+
+export interface PruneCheck {
+  prune: boolean;
+  step: number;
+  value: number;
+  /** Median of the best's curves at this step. */
+  median: number | null;
+  margin: number;
+  why: string;
+}
+
+/**
+ * Median-style pruning as in Optuna's MedianPruner: after the warm-up, a run whose latest
+ * intermediate value is worse than the median of the best's runs at the same step by more than
+ * `margin` (the measured noise) is stopped. Curves are compared only where the best reached the step.
+ */
+export function checkPrune(input: {
+  curve: CurvePoint[];
+  references: CurvePoint[][];
+  warmupFraction: number;
+  margin: number;
+  direction: Direction;
+}): PruneCheck | null {
+  const latest = input.curve[input.curve.length - 1];
+  const refs = input.references.filter((r) => r.length > 0);
+  if (!latest || !refs.length) return null;
+  const lastRefStep = Math.max(...refs.map((r) => r[r.length - 1]!.step));
+  if (latest.step < input.warmupFraction * lastRefStep || latest.step > lastRefStep) return null;
+  const atStep = refs.map((r) => valueAt(r, latest.step)).filter((v): v is number => v !== null);
+  if (!atStep.length) return null;
+  const median = jStat.median(atStep);
+  const worseBy = input.direction === 'minimize' ? latest.value - median : median - latest.value;
+  const prune = worseBy > input.margin;
+  return {
+    prune,
+    step: latest.step,
+    value: latest.value,
+    median,
+    margin: input.margin,
+    why: `at step ${latest.step} the run reads ${fmt(latest.value)}, the best's runs ${fmt(median)} (median of ${atStep.length}); ${prune ? 'worse' : 'not worse'} by more than the margin ${fmt(input.margin)}`,
+  };
+}
+
+const fmt = (n: number) => Number(n.toPrecision(6)).toString();

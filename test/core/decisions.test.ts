@@ -1,0 +1,217 @@
+// The significant rule end to end: calibration, interleaved repeats, each verdict path, forced keeps and pruning,
+// driven through the real loop with a seeded synthetic experiment whose true score and noise are known.
+import { describe, it, expect, afterEach } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ResearchLoop } from '../../src/core/loop.js';
+import { RatchetError } from '../../src/core/errors.js';
+import { silentLogger } from '../../src/log.js';
+import { makeRepo, baseConfig, setConstant, type TestRepo } from '../helpers/repo.js';
+
+/**
+ * Prints `score: SCORE + noise`, the noise drawn from N(0, SIGMA) seeded by SEED and the run's
+ * experiment id, so every run differs but a test replays identically. With STEPS > 0 it first
+ * prints a learning curve that converges to the final value.
+ */
+const NOISY_TRAIN = `// seeded synthetic experiment
+const SCORE = 1.0;
+const SIGMA = 0.01;
+const SEED = 7;
+const STEPS = 0;
+const STEP_MS = 0;
+const CRASH_ON_RUN = 0;
+const run = Number(process.env.RATCHET_EXPERIMENT_ID ?? 0);
+if (CRASH_ON_RUN && run >= CRASH_ON_RUN) { console.error('out of memory'); process.exit(1); }
+let s = (SEED * 1000003 + run * 7919) >>> 0;
+const rand = () => { s = (s + 0x6d2b79f5) >>> 0; let t = s; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+const noise = SIGMA * gauss();
+for (let k = 1; k <= STEPS; k++) {
+  await new Promise((r) => setTimeout(r, STEP_MS));
+  console.log('progress score=' + (SCORE + noise + 2 * Math.exp(-k / 5)).toFixed(6) + ' step=' + k);
+}
+console.log('score: ' + (SCORE + noise).toFixed(6));
+`;
+
+const repos: TestRepo[] = [];
+const loops: ResearchLoop[] = [];
+
+afterEach(async () => {
+  for (const l of loops.splice(0)) {
+    await l.settle();
+    l.close();
+  }
+  for (const r of repos.splice(0)) r.cleanup();
+});
+
+function setup(decision: Record<string, unknown>, constants: Record<string, string> = {}) {
+  let train = NOISY_TRAIN;
+  for (const [name, value] of Object.entries(constants)) train = train.replace(new RegExp(`const ${name} = [^;]+;`), `const ${name} = ${value};`);
+  const repo = makeRepo({ 'train.mjs': train, 'evaluate.mjs': '// unused\n' }, baseConfig({ decision: { rule: 'significant', ...decision } }));
+  repos.push(repo);
+  const loop = new ResearchLoop({ repo: repo.dir, logger: silentLogger() });
+  loops.push(loop);
+  return { repo, loop };
+}
+
+async function finished(loop: ResearchLoop, id: number) {
+  for (;;) {
+    const e = await loop.waitExperiment(id, 10);
+    if (e.state !== 'running' && e.state !== 'queued') return e;
+  }
+}
+
+async function start(loop: ResearchLoop) {
+  const { baseline } = await loop.startSession({ tag: 't1' });
+  return finished(loop, baseline.id);
+}
+
+async function tryCandidate(repo: TestRepo, loop: ResearchLoop, score: string) {
+  setConstant(repo, 'SCORE', score);
+  const e = await loop.runExperiment({ description: `score ${score}` });
+  return finished(loop, e.id);
+}
+
+async function rejection(p: Promise<unknown>): Promise<RatchetError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(RatchetError);
+    return err as RatchetError;
+  }
+  throw new Error('expected a RatchetError');
+}
+
+describe('calibration', () => {
+  it('measures the baseline baselineRepeats times and reports its noise', async () => {
+    const { loop } = setup({ baselineRepeats: 4 });
+    const baseline = await start(loop);
+    expect(baseline.state).toBe('measured');
+    expect(baseline.runs).toBe(4);
+    const noise = loop.status().noise!;
+    expect(noise.samples).toBe(4);
+    expect(noise.sd).toBeGreaterThan(0);
+    expect(noise.mad).toBeGreaterThan(0);
+    expect(noise.cv).toBeCloseTo(noise.sd! / Math.abs(noise.mean!), 10);
+    expect(noise.df).toBe(3);
+    expect(noise.minDetectableEffect).toBeGreaterThan(noise.sd!);
+    // The best's figure is the calibration mean, not any single run.
+    expect(loop.status().session?.bestMetric).toBeCloseTo(noise.mean!, 10);
+    expect(loop.status().runsSpent).toBe(4);
+  });
+
+  it('defaults to three runs under significant and one under greedy', async () => {
+    const significant = setup({});
+    expect((await start(significant.loop)).runs).toBe(3);
+    const greedy = setup({ rule: 'greedy' });
+    expect((await start(greedy.loop)).runs).toBe(1);
+    expect(greedy.loop.status().noise?.sd).toBeNull();
+  });
+});
+
+describe('verdicts', () => {
+  it('improved: a clear gain is kept after interleaved best and candidate runs, and the tree holds the candidate', async () => {
+    const { repo, loop } = setup({});
+    await start(loop);
+    const e = await tryCandidate(repo, loop, '0.9');
+    expect(e.state).toBe('measured');
+    const report = loop.readMetric(e.id);
+    expect(report.decision?.verdict).toBe('improved');
+    expect(report.keepable).toBe(true);
+    // The best was re-measured in this experiment, interleaved with the candidate.
+    expect(report.decision!.best.n).toBeGreaterThanOrEqual(1);
+    expect(report.decision!.runs[0]!.side).toBe('candidate');
+    expect(report.decision!.runs[1]!.side).toBe('best');
+    expect(report.decision!.effect).toBeGreaterThan(0.05);
+    expect(report.decision!.effectInterval![0]).toBeGreaterThan(0);
+    expect(repo.read('train.mjs')).toContain('const SCORE = 0.9;');
+    const kept = await loop.keep({ id: e.id });
+    expect(kept.experiment.decision).toBe('kept');
+    expect(kept.experiment.forced).toBe(false);
+    expect(repo.git('status', '--porcelain')).toBe('');
+  });
+
+  it('worse: a clearly worse candidate is rejected after a single run against the best\'s earlier runs', async () => {
+    const { repo, loop } = setup({});
+    await start(loop);
+    const e = await tryCandidate(repo, loop, '1.5');
+    const report = loop.readMetric(e.id);
+    expect(report.decision?.verdict).toBe('worse');
+    expect(e.runs).toBe(1);
+    const err = await rejection(loop.keep({ id: e.id }));
+    expect(err.message).toMatch(/not an improvement/);
+    // Even force cannot keep a worse result.
+    expect((await rejection(loop.keep({ id: e.id, force: true, reason: 'simpler' }))).message).toMatch(/not an improvement/);
+  });
+
+  it('inconclusive: a change within the noise is refused, then kept only by force with a reason, recorded as forced', async () => {
+    const { repo, loop } = setup({ maxRepeats: 3 });
+    await start(loop);
+    const e = await tryCandidate(repo, loop, '0.999');
+    const report = loop.readMetric(e.id);
+    expect(report.decision?.verdict).toBe('inconclusive');
+    expect(report.keepable).toBe(false);
+    expect(report.decision!.effectInterval![0]).toBeLessThan(0);
+    expect(report.decision!.effectInterval![1]).toBeGreaterThan(0);
+    expect((await rejection(loop.keep({ id: e.id }))).message).toMatch(/inconclusive/);
+    expect((await rejection(loop.keep({ id: e.id, force: true }))).message).toMatch(/force needs a reason/);
+    const kept = await loop.keep({ id: e.id, force: true, reason: 'same score, simpler code' });
+    expect(kept.experiment.forced).toBe(true);
+    expect(kept.experiment.reason).toMatch(/forced: same score/);
+  });
+
+  it('stops early: a neutral change ends before maxRepeats pairs once an improvement has become unlikely', async () => {
+    const { repo, loop } = setup({ maxRepeats: 10 });
+    await start(loop);
+    const e = await tryCandidate(repo, loop, '1.004');
+    const report = loop.readMetric(e.id);
+    expect(report.decision?.verdict).not.toBe('improved');
+    expect(report.decision!.runsSpent).toBeLessThan(20);
+    expect(report.decision!.runsSpent).toBe(e.runs);
+  });
+
+  it('is not fooled by one run: a candidate that reads better on its first run is re-measured against the best before any keep', async () => {
+    const { repo, loop } = setup({});
+    await start(loop);
+    const e = await tryCandidate(repo, loop, '0.97');
+    const report = loop.readMetric(e.id);
+    expect(e.runs).toBeGreaterThan(1);
+    expect(report.decision!.best.n).toBeGreaterThan(0);
+    // Whatever the verdict, it rests on the best as re-measured now, never on its stored figure.
+    expect(report.decision!.runs.filter((r) => r.side === 'best').length).toBe(report.decision!.best.n);
+  });
+
+  it('a deterministic metric decides an improvement after one pair', async () => {
+    const { repo, loop } = setup({}, { SIGMA: '0' });
+    await start(loop);
+    expect(loop.status().noise?.sd).toBe(0);
+    const better = await tryCandidate(repo, loop, '0.99');
+    expect(loop.readMetric(better.id).decision?.verdict).toBe('improved');
+    expect(better.runs).toBe(2);
+    await loop.keep({ id: better.id });
+    const worse = await tryCandidate(repo, loop, '1.2');
+    expect(loop.readMetric(worse.id).decision?.verdict).toBe('worse');
+    expect(worse.runs).toBe(1);
+  });
+});
+
+describe('repeats are runs', () => {
+  it('records each repeat as a run of its own with its log, and a crashing candidate repeat fails the experiment', async () => {
+    const { repo, loop } = setup({});
+    await start(loop);
+    // Only the candidate's content crashes, and only from run id 5 on: its first run (id 4) measures,
+    // the best's re-measurements (5, 6) measure, its own repeat (7) crashes.
+    setConstant(repo, 'CRASH_ON_RUN', '5');
+    const e = await tryCandidate(repo, loop, '0.95');
+    expect(e.state).toBe('crashed');
+    expect(e.reason).toMatch(/repeat #7 crashed/);
+    const runs = loop.ledger.runsOf(e.id);
+    expect(runs.map((r) => r.kind)).toEqual(['candidate', 'repeat', 'repeat', 'repeat']);
+    expect(runs.slice(1).map((r) => r.state)).toEqual(['measured', 'measured', 'crashed']);
+    expect(readFileSync(join(repo.dir, '.ratchet', 'runs', '7', 'run.log'), 'utf8')).toContain('out of memory');
+    // The working tree holds the candidate again, ready for revert.
+    expect(repo.read('train.mjs')).toContain('const CRASH_ON_RUN = 5;');
+    await loop.revert({ id: e.id });
+    expect(repo.read('train.mjs')).toContain('const SCORE = 1.0;');
+  });
+});
