@@ -17,7 +17,7 @@ import { startRun, readRunResult, waitForRunResult, cancelRun, isSupervisorAlive
 import type { RunResult } from './runner/run-spec.js';
 import { acquireServerLock, releaseServerLock, type LockHolder } from './server-lock.js';
 import type { ConstraintCheck, DecisionReport, ExperimentView, MetricReport, Noise, SessionView, Status } from './views.js';
-import { checkPrune, criticalValue, look, minimumDetectableEffect, nextSide, pooledNoise, summarize, type Comparison, type PooledNoise } from './statistics.js';
+import { checkPrune, criticalValue, decide, minimumDetectableEffect, nextSide, pooledNoise, summarize, type PooledNoise } from './statistics.js';
 import { ProgressTail, progressRegex } from './progress.js';
 import type { Measurement } from './ledger.js';
 
@@ -699,27 +699,15 @@ export class ResearchLoop {
       };
     }
 
-    // The candidate's first run is screened against the best's earlier runs: that can reject it, never accept it.
-    const paired = fresh.length > 0;
-    const reference = paired ? fresh : all.filter((m) => m.commit === root.parentCommit).map((m) => m.value);
-    let cmp: Comparison;
-    if (paired && candidate.length !== fresh.length && !opts.final) {
-      cmp = { verdict: 'pending', effect: null, interval: null, relative: null, confidence: 0, conditionalPower: null, why: 'mid-pair' };
-    } else {
-      cmp = look({
-        candidate,
-        reference,
-        paired,
-        noise,
-        rule,
-        direction: config.metric.direction,
-        pairsLeft: rule.maxRepeats - Math.min(candidate.length, fresh.length),
-      });
-      if (opts.final && cmp.verdict === 'pending') cmp = { ...cmp, verdict: 'inconclusive', why: `${cmp.why}; no further runs were possible` };
-      if (paired && cmp.verdict === 'pending' && Math.min(candidate.length, fresh.length) >= rule.maxRepeats) {
-        cmp = { ...cmp, verdict: 'inconclusive', why: `${cmp.why}; maxRepeats (${rule.maxRepeats}) pairs spent` };
-      }
-    }
+    const cmp = decide({
+      candidate,
+      fresh,
+      history: all.filter((m) => m.commit === root.parentCommit && m.root !== root.id).map((m) => m.value),
+      noise,
+      rule,
+      direction: config.metric.direction,
+      final: opts.final,
+    });
     const runs = mine.map((m) => ({ id: m.run, side: m.commit === root.commit ? ('candidate' as const) : ('best' as const), value: m.value }));
     return {
       rule: 'significant',

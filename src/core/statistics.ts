@@ -160,6 +160,43 @@ export function look(input: {
   return { ...out, why: 'not clear yet; measuring another pair' };
 }
 
+/**
+ * Where an experiment stands after its latest run. The candidate's first run is screened against the
+ * best's earlier runs (`history`), which can reject it but never accept it; from then on, looks happen
+ * at each completed pair, against the best as re-measured within this experiment (`fresh`).
+ */
+export function decide(input: {
+  candidate: number[];
+  fresh: number[];
+  history: number[];
+  noise: PooledNoise;
+  rule: DecisionRule;
+  direction: Direction;
+  /** No further run is possible (a repeat of the best failed): a pending verdict becomes inconclusive. */
+  final?: boolean;
+}): Comparison {
+  const { candidate, fresh, rule } = input;
+  const paired = fresh.length > 0;
+  if (paired && candidate.length !== fresh.length && !input.final) {
+    return { verdict: 'pending', effect: null, interval: null, relative: null, confidence: 0, conditionalPower: null, why: 'mid-pair' };
+  }
+  const pairs = Math.min(candidate.length, fresh.length);
+  let cmp = look({
+    candidate,
+    reference: paired ? fresh : input.history,
+    paired,
+    noise: input.noise,
+    rule,
+    direction: input.direction,
+    pairsLeft: rule.maxRepeats - pairs,
+  });
+  if (input.final && cmp.verdict === 'pending') cmp = { ...cmp, verdict: 'inconclusive', why: `${cmp.why}; no further runs were possible` };
+  if (paired && cmp.verdict === 'pending' && pairs >= rule.maxRepeats) {
+    cmp = { ...cmp, verdict: 'inconclusive', why: `${cmp.why}; maxRepeats (${rule.maxRepeats}) pairs spent` };
+  }
+  return cmp;
+}
+
 /** Below this conditional power, further repeats are not worth their runs. */
 export const FUTILITY = 0.1;
 

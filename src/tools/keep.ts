@@ -1,4 +1,4 @@
-// keep: move the branch forward to a measured, strictly better candidate.
+// keep: move the branch forward to a candidate whose improvement is established (significant) or measured (greedy).
 import { z } from 'zod';
 import { defineTool } from './define.js';
 import { ExperimentViewSchema, SessionViewSchema } from '../core/views.js';
@@ -9,14 +9,15 @@ export const keep = defineTool({
   title: 'Keep an improvement',
   description:
     'Call when read_metric shows the latest candidate improved. Moves the session branch to the candidate, which becomes the new best. ' +
-    'Refused unless the candidate is the latest, measured, strictly better than the best in the metric direction, and within the constraints. ' +
-    'force: true with a reason keeps an EQUAL metric (the simplicity criterion: same result, less code); it never keeps a worse one.',
+    'Refused unless the candidate is the latest, measured, within the constraints and improved: under the significant rule its verdict must be "improved" ' +
+    '(the improvement\'s interval clears minEffect against the re-measured best); under greedy, strictly better on its one run. ' +
+    'force: true with a reason keeps an inconclusive (significant) or exactly equal (greedy) result, for the simplicity criterion; it never keeps a worse one.',
   kind: 'write',
   idempotent: false,
   input: {
     id: experimentIdField,
-    force: z.boolean().optional().describe('Keep a candidate whose metric equals the best; needs reason.'),
-    reason: z.string().max(2000).optional().describe('Why an equal result is worth keeping, e.g. "same val_bpb, 30 fewer lines". Recorded.'),
+    force: z.boolean().optional().describe('Keep a candidate that is no proven gain but no loss (inconclusive, or an exact tie under greedy); needs reason.'),
+    reason: z.string().max(2000).optional().describe('Why it is worth keeping without a proven gain, e.g. "same val_bpb, 30 fewer lines". Recorded.'),
   },
   output: { experiment: ExperimentViewSchema, session: SessionViewSchema },
   async handler(args, { loop }) {

@@ -7,7 +7,7 @@ export const status = defineTool({
   title: 'Session status',
   description:
     'Call when resuming, or whenever unsure what to do next. Shows the session, the best experiment so far, counts by state, the running experiment and its elapsed time, ' +
-    'a candidate awaiting a decision, whether ratchet.json is valid, and the next step.',
+    'a candidate awaiting a decision, the calibrated noise and smallest detectable effect, runs spent, whether the loop has reached a plateau, whether ratchet.json is valid, and the next step.',
   kind: 'read',
   idempotent: true,
   input: {},

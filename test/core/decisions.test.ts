@@ -215,3 +215,44 @@ describe('repeats are runs', () => {
     expect(repo.read('train.mjs')).toContain('const SCORE = 1.0;');
   });
 });
+
+describe('pruning', () => {
+  it('stops a candidate whose learning curve is clearly worse than the best\'s after the warm-up, and never keeps it', async () => {
+    const { repo, loop } = setup({ prune: true, pruneWarmup: 0.25 }, { STEPS: '20', STEP_MS: '100' });
+    await start(loop);
+    // The best's curves are on record from its calibration runs.
+    const baselineId = loop.status().session!.bestExperimentId!;
+    expect(loop.ledger.progress(baselineId)).toHaveLength(20);
+    const bad = await tryCandidate(repo, loop, '1.5');
+    expect(bad.state).toBe('pruned');
+    expect(bad.reason).toMatch(/^pruned: at step \d+/);
+    const step = Number(/at step (\d+)/.exec(bad.reason!)![1]);
+    expect(step).toBeGreaterThanOrEqual(5);
+    expect(step).toBeLessThan(20);
+    expect(loop.readMetric(bad.id).keepable).toBe(false);
+    expect((await rejection(loop.keep({ id: bad.id, force: true, reason: 'x' }))).message).toMatch(/pruned, not measured/);
+    expect(readFileSync(loop.resultsTsvPath, 'utf8')).toMatch(/discard\tscore 1\.5/);
+    await loop.revert({ id: bad.id });
+
+    // A better candidate runs its curve to the end.
+    const good = await tryCandidate(repo, loop, '0.9');
+    expect(good.state).toBe('measured');
+    expect(loop.readMetric(good.id).decision?.verdict).toBe('improved');
+  });
+});
+
+describe('plateau', () => {
+  it('status says so once plateauWindow experiments in a row brought no keep', async () => {
+    const { repo, loop } = setup({ plateauWindow: 2 }, { SIGMA: '0' });
+    await start(loop);
+    expect(loop.status().plateau?.reached).toBe(false);
+    for (const score of ['1.1', '1.2']) {
+      const e = await tryCandidate(repo, loop, score);
+      await loop.revert({ id: e.id });
+    }
+    const status = loop.status();
+    expect(status.plateau?.reached).toBe(true);
+    expect(status.plateau?.experimentsSinceKeep).toBe(2);
+    expect(status.next).toMatch(/no kept improvement/);
+  });
+});
