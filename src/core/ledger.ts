@@ -80,7 +80,7 @@ export interface SampleRow {
 }
 
 // Each entry moves the schema one version forward; never edit one that has shipped.
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: string[] = [
   `CREATE TABLE sessions (
      id INTEGER PRIMARY KEY,
      tag TEXT NOT NULL UNIQUE,

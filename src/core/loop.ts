@@ -572,7 +572,7 @@ export class ResearchLoop {
         }
         const side = root.kind === 'baseline' ? 'candidate' : nextSide(runs.length);
         const target = side === 'candidate' ? root.commit! : root.parentCommit;
-        await this.prepareWorkingTree(root, session, config, runs[runs.length - 1]!.commit!, target);
+        await this.prepareWorkingTree(root, session, config, this.inWorkingTree(root), target);
         if (!this.stillRunning(rootId)) return;
         const repeat = this.ledger.createExperiment({
           sessionId: session.id,
@@ -592,11 +592,23 @@ export class ResearchLoop {
     }
   }
 
+  /**
+   * The commit whose editable files the working tree holds for an experiment in repeats: what the
+   * loop last put there, or after a restart what its latest run measured.
+   */
+  private inWorkingTree(root: ExperimentRow): string {
+    const runs = this.ledger.runsOf(root.id);
+    return this.materialized.get(root.id) ?? runs[runs.length - 1]!.commit!;
+  }
+
+  private readonly materialized = new Map<number, string>();
+
   /** Editable paths the repeats rewrite: the candidate's change plus anything edited since the last run. */
   private async prepareWorkingTree(root: ExperimentRow, session: SessionRow, config: Config, current: string, target: string): Promise<void> {
     const edits = await this.saveEditsDuring(root, session, current);
     const paths = new Set([...(await this.surfacePaths(root.parentCommit, root.commit!, config)), ...edits]);
     if (target !== current || edits.length) await this.git.materialize(target, [...paths], this.scratchDir);
+    this.materialized.set(root.id, target);
   }
 
   /** Edits made while an experiment was being measured would ride into the next run: they are saved under a ref, never lost. */
@@ -620,11 +632,11 @@ export class ResearchLoop {
   /** After the last repeat the working tree holds the experiment's own commit again, ready for keep or revert. */
   private async restoreCandidateTree(rootId: number): Promise<void> {
     const root = this.ledger.experiment(rootId)!;
-    const runs = this.ledger.runsOf(rootId);
-    const last = runs[runs.length - 1]!;
-    if (runs.length < 2 || !root.commit) return;
+    if (!root.commit) return;
+    const current = this.inWorkingTree(root);
     const session = this.ledger.session(root.sessionId)!;
-    await this.prepareWorkingTree(root, session, sessionConfig(session), last.commit!, root.commit);
+    await this.prepareWorkingTree(root, session, sessionConfig(session), current, root.commit);
+    this.materialized.delete(rootId);
   }
 
   private concludeBaseline(root: ExperimentRow, runs: ExperimentRow[], failed: ExperimentRow | undefined): void {

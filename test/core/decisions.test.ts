@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { ResearchLoop } from '../../src/core/loop.js';
 import { RatchetError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/log.js';
+import { pino } from 'pino';
 import { makeRepo, baseConfig, setConstant, type TestRepo } from '../helpers/repo.js';
 
 /**
@@ -49,7 +50,7 @@ function setup(decision: Record<string, unknown>, constants: Record<string, stri
   for (const [name, value] of Object.entries(constants)) train = train.replace(new RegExp(`const ${name} = [^;]+;`), `const ${name} = ${value};`);
   const repo = makeRepo({ 'train.mjs': train, 'evaluate.mjs': '// unused\n' }, baseConfig({ decision: { rule: 'significant', ...decision } }));
   repos.push(repo);
-  const loop = new ResearchLoop({ repo: repo.dir, logger: silentLogger() });
+  const loop = new ResearchLoop({ repo: repo.dir, logger: process.env.DEBUG_LOOP ? (pino({ level: 'debug' }, pino.destination(2)) as never) : silentLogger() });
   loops.push(loop);
   return { repo, loop };
 }
@@ -218,7 +219,7 @@ describe('repeats are runs', () => {
 
 describe('pruning', () => {
   it('stops a candidate whose learning curve is clearly worse than the best\'s after the warm-up, and never keeps it', async () => {
-    const { repo, loop } = setup({ prune: true, pruneWarmup: 0.25 }, { STEPS: '20', STEP_MS: '100' });
+    const { repo, loop } = setup({ prune: true, pruneWarmup: 0.25 }, { STEPS: '20', STEP_MS: '50' });
     await start(loop);
     // The best's curves are on record from its calibration runs.
     const baselineId = loop.status().session!.bestExperimentId!;
@@ -254,5 +255,45 @@ describe('plateau', () => {
     expect(status.plateau?.reached).toBe(true);
     expect(status.plateau?.experimentsSinceKeep).toBe(2);
     expect(status.next).toMatch(/no kept improvement/);
+  });
+});
+
+describe('the working tree during repeats', () => {
+  it('saves edits made while repeats ran under a ref, measures the real best, and puts the candidate back', async () => {
+    const { repo, loop } = setup({}, { SIGMA: '0', STEPS: '10', STEP_MS: '100' });
+    await start(loop);
+    setConstant(repo, 'SCORE', '0.9');
+    const { id } = await loop.runExperiment({ description: 'better' });
+    // Wait until the best is being re-measured, then edit as an impatient agent would.
+    while (loop.ledger.experiment(id)!.phase !== 'repeats') await new Promise((r) => setTimeout(r, 50));
+    repo.write('notes/idea.md', 'next idea\n');
+    const e = await finished(loop, id);
+    const report = loop.readMetric(id).decision!;
+    expect(report.verdict).toBe('improved');
+    // The best re-measured as the best, not as the candidate or the edit.
+    expect(report.best.mean).toBe(1);
+    expect(report.candidate.mean).toBe(0.9);
+    const saved = repo.git('for-each-ref', '--format=%(refname)', `refs/ratchet/t1/edits-during-${id}-*`).split('\n').filter(Boolean);
+    expect(saved.length).toBeGreaterThan(0);
+    expect(repo.git('show', `${saved[0]}:notes/idea.md`)).toBe('next idea');
+    expect(repo.read('train.mjs')).toContain('const SCORE = 0.9;');
+    await loop.keep({ id: e.id });
+    expect(repo.git('status', '--porcelain')).toBe('');
+  });
+
+  it('cancelling an experiment in its repeats stops the run in progress and restores the candidate', async () => {
+    const { repo, loop } = setup({}, { SIGMA: '0.01', STEPS: '30', STEP_MS: '100' });
+    await start(loop);
+    setConstant(repo, 'SCORE', '0.97');
+    const { id } = await loop.runExperiment({ description: 'slow' });
+    while (loop.ledger.experiment(id)!.phase !== 'repeats') await new Promise((r) => setTimeout(r, 50));
+    const cancelled = await loop.cancelExperiment(id);
+    expect(cancelled.state).toBe('cancelled');
+    const runs = loop.ledger.runsOf(id);
+    expect(runs.every((r) => r.state !== 'running' && r.state !== 'queued')).toBe(true);
+    expect(repo.read('train.mjs')).toContain('const SCORE = 0.97;');
+    expect(loop.status().running).toBeNull();
+    await loop.revert({ id });
+    expect(repo.read('train.mjs')).toContain('const SCORE = 1.0;');
   });
 });

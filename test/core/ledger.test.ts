@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Ledger, SCHEMA_VERSION } from '../../src/core/ledger.js';
+import { Ledger, MIGRATIONS, SCHEMA_VERSION } from '../../src/core/ledger.js';
 
 function freshLedger() {
   const path = join(mkdtempSync(join(tmpdir(), 'ratchet-ledger-')), '.ratchet', 'ratchet.db');
@@ -23,6 +23,28 @@ describe('ledger', () => {
     const again = new Ledger(path);
     expect(again.sessionByTag('a')?.branch).toBe('ratchet/a');
     again.close();
+  });
+
+  it('migrates a version-1 ledger with data to the current schema without losing a row', () => {
+    const { path, ledger } = freshLedger();
+    ledger.close();
+    const old = new Database(`${path}.v1`);
+    old.exec(MIGRATIONS[0]!);
+    old.pragma('user_version = 1');
+    old.prepare("INSERT INTO sessions (tag, branch, base_commit, best_commit, config, pins, created_at) VALUES ('a', 'ratchet/a', 'c0', 'c1', '{}', '[]', 'now')").run();
+    old.prepare("INSERT INTO experiments (session_id, kind, \"commit\", parent_commit, description, state, phase, metric, created_at) VALUES (1, 'baseline', 'c1', 'c1', 'baseline', 'measured', 'done', 0.99, 'now')").run();
+    old.prepare("INSERT INTO samples (experiment_id, name, value, source, host, created_at) VALUES (1, 'val_bpb', 0.99, 'run', 'h', 'now')").run();
+    old.close();
+    const migrated = new Ledger(`${path}.v1`);
+    expect(migrated.schemaVersion()).toBe(SCHEMA_VERSION);
+    const e = migrated.experiment(1)!;
+    expect(e).toMatchObject({ kind: 'baseline', metric: 0.99, repeatOf: null, verdict: null });
+    expect(migrated.samples(1)).toHaveLength(1);
+    // The rebuilt table accepts the new kind and state, and its references still hold.
+    const r = migrated.createExperiment({ sessionId: 1, kind: 'repeat', repeatOf: 1, parentCommit: 'c1', description: 'r', state: 'pruned' });
+    expect(migrated.runsOf(1).map((x) => x.id)).toEqual([1, r.id]);
+    expect(() => migrated.createExperiment({ sessionId: 99, kind: 'candidate', parentCommit: 'c1', description: 'x' })).toThrow(/FOREIGN KEY/);
+    migrated.close();
   });
 
   it('refuses a ledger written by a newer ratchet instead of corrupting it', () => {

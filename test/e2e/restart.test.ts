@@ -96,4 +96,36 @@ describe('restart after SIGKILL', () => {
     expect(repo.git('rev-parse', 'ratchet/r2')).toBe(status.structuredContent!.session.bestCommit);
     expect(repo.git('rev-parse', `refs/ratchet/r2/${id}`)).toBe(e.commit);
   });
+
+  it('picks up an experiment in the middle of its repeats and finishes the decision', async () => {
+    const repo = makeRepo(
+      { 'train.mjs': TRAIN.replace('const SLEEP_MS = 0;', 'const SLEEP_MS = 1500;'), 'evaluate.mjs': EVALUATE },
+      baseConfig({ decision: { rule: 'significant', baselineRepeats: 2 } }),
+    );
+    cleanups.push(() => repo.cleanup());
+    const first = await connect(repo);
+    const started = await first.call('start_session', { tag: 'r3' });
+    await first.finish(started.structuredContent!.baseline.id);
+    setConstant(repo, 'SCORE', '0.6');
+    const run = await first.call('run_experiment', { description: 'better, measured twice', wait_seconds: 0 });
+    const id = run.structuredContent!.experiment.id;
+    const db = new Database(join(repo.dir, '.ratchet/ratchet.db'), { readonly: true });
+    for (let i = 0; i < 400; i++) {
+      const row = db.prepare('SELECT phase FROM experiments WHERE id = ?').get(id) as { phase: string };
+      if (row.phase === 'repeats') break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    db.close();
+    process.kill(first.pid, 'SIGKILL');
+
+    const second = await connect(repo);
+    const e = await second.finish(id);
+    expect(e.state).toBe('measured');
+    const report = await second.call('read_metric', { id });
+    expect(report.structuredContent!.decision).toMatchObject({ verdict: 'improved', candidate: { mean: 0.6 }, best: { mean: 1 } });
+    expect(repo.read('train.mjs')).toContain('const SCORE = 0.6;');
+    const kept = await second.call('keep', { id });
+    expect(kept.isError, kept.content[0]?.text).toBeFalsy();
+    expect(repo.git('status', '--porcelain')).toBe('');
+  });
 });
