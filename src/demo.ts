@@ -55,10 +55,15 @@ export async function runDemo(opts: { experiments?: number; keep?: boolean } = {
     const started = await call('start_session', { tag: 'demo' });
     if (started.isError) throw new Error(started.content?.[0]?.text);
     const baselineId = (started.structuredContent!.baseline as { id: number }).id;
-    say(`\n#${baselineId} baseline … (each run trains for about 15 s)`);
+    say(`\n#${baselineId} baseline … (each run trains for about 15 s; the baseline runs three times to measure the noise)`);
     const baseline = await waitFor(baselineId);
-    say(`#${baselineId} baseline: val_bpb ${baseline.metric} [${baseline.state}]`);
     if (baseline.state !== 'measured') throw new Error(`the baseline ${baseline.state}: ${baseline.reason}`);
+    const noise = (await call('status')).structuredContent!.noise as { samples: number; sd: number | null; minDetectableEffect: number | null } | null;
+    say(
+      `#${baselineId} baseline: val_bpb ${round(baseline.metric as number)} over ${noise?.samples ?? 1} runs` +
+        (noise?.sd != null ? `, noise sd ${round(noise.sd)}, smallest detectable gain ${noise.minDetectableEffect != null ? round(noise.minDetectableEffect) : 'n/a'}` : ''),
+    );
+    say('Each experiment re-measures the best beside the candidate until the verdict is clear; only "improved" is kept.');
 
     await tryToCheat(call, repo, git);
 
@@ -79,6 +84,7 @@ export async function runDemo(opts: { experiments?: number; keep?: boolean } = {
       const report = (await call('read_metric', { id })).structuredContent as {
         keepable: boolean;
         comparison: { delta: number | null; bestMetric: number | null } | null;
+        decision: { verdict: string; runsSpent: number; effect: number | null; effectInterval: [number, number] | null } | null;
       };
       let decision: string;
       if (done.state === 'measured' && report.keepable) {
@@ -88,10 +94,11 @@ export async function runDemo(opts: { experiments?: number; keep?: boolean } = {
         await call('revert', { id });
         decision = done.state === 'measured' ? 'revert' : `revert (${done.state})`;
       }
-      const delta = report.comparison?.delta;
-      say(
-        `#${id} ${p.description.padEnd(46)} val_bpb ${done.metric ?? '—'}${delta !== undefined && delta !== null ? ` (Δ ${delta >= 0 ? '+' : ''}${delta.toFixed(4)})` : ''} → ${decision}`,
-      );
+      const d = report.decision;
+      const evidence = d
+        ? ` ${d.verdict}, ${d.runsSpent} run(s)${d.effect !== null ? `, gain ${round(d.effect)}` : ''}${d.effectInterval ? ` [${round(d.effectInterval[0])}, ${round(d.effectInterval[1])}]` : ''}`
+        : '';
+      say(`#${id} ${p.description.padEnd(46)} val_bpb ${done.metric === null ? '—' : round(done.metric as number)}${evidence} → ${decision}`);
     }
 
     const status = (await call('status')).structuredContent as {
@@ -116,6 +123,8 @@ export async function runDemo(opts: { experiments?: number; keep?: boolean } = {
     await client.close();
   }
 }
+
+const round = (n: number) => Number(n.toPrecision(5));
 
 /** Shows the enforcement: an edit to the pinned evaluator is refused and the file is left as it was. */
 async function tryToCheat(call: (name: string, args?: Record<string, unknown>) => Promise<ToolResult>, repo: string, git: (...a: string[]) => string) {
