@@ -3,7 +3,7 @@ import { describe, it, expect } from 'vitest';
 import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, loadConfig, configJsonSchema } from '../../src/core/config.js';
+import { parseConfig, loadConfig, configJsonSchema, baselineRepeatsOf } from '../../src/core/config.js';
 import { RatchetError } from '../../src/core/errors.js';
 
 const valid = { editable: ['train.py'], run: { command: 'python train.py', budgetSeconds: 300 }, metric: { name: 'val_bpb', direction: 'minimize' } };
@@ -49,6 +49,24 @@ describe('config', () => {
     expect(problems({ ...valid, metric: { ...valid.metric, pattern: 'loss [0-9.]+' } })[0]).toMatch(/capture group/);
     expect(problems({ ...valid, metric: { ...valid.metric, constraints: [{ metric: 'x' }] } })[0]).toMatch(/^metric\.constraints\.0: give "max", "min"/);
     expect(problems({ ...valid, gpu: { perRun: 0 } })[0]).toMatch(/^gpu\.perRun: /);
+    expect(problems({ ...valid, decision: { rule: 'bayes' } })[0]).toMatch(/^decision\.rule: .*greedy.*significant/);
+    expect(problems({ ...valid, decision: { confidence: 1 } })[0]).toMatch(/^decision\.confidence: /);
+    expect(problems({ ...valid, decision: { maxRepeats: 1 } })[0]).toMatch(/^decision\.maxRepeats: /);
+    expect(problems({ ...valid, decision: { minEffect: -0.1 } })[0]).toMatch(/^decision\.minEffect: /);
+    expect(problems({ ...valid, decision: { repeats: 3 } })).toEqual(['decision: unknown key(s) "repeats"']);
+    expect(problems({ ...valid, metric: { ...valid.metric, progressPattern: 'step (\\d+) loss ([0-9.]+)' } })[0]).toMatch(
+      /^metric\.progressPattern: the pattern needs named groups "value" and "step"/,
+    );
+  });
+
+  it('defaults to the significant rule, with three calibration runs only under it', () => {
+    const c = parseConfig(valid);
+    expect(c.decision).toMatchObject({ rule: 'significant', confidence: 0.95, minEffect: 0, maxRepeats: 5, prune: false });
+    expect(baselineRepeatsOf(c)).toBe(3);
+    expect(baselineRepeatsOf(parseConfig({ ...valid, decision: { rule: 'greedy' } }))).toBe(1);
+    expect(baselineRepeatsOf(parseConfig({ ...valid, decision: { rule: 'greedy', baselineRepeats: 4 } }))).toBe(4);
+    const custom = parseConfig({ ...valid, metric: { ...valid.metric, progressPattern: 'step (?<step>\\d+) loss (?<value>[0-9.]+)' } });
+    expect(custom.metric.progressPattern).toContain('?<step>');
   });
 
   it('flags unknown keys so a typo is not silently ignored', () => {
