@@ -3,8 +3,8 @@
 // the experiment is a real child process (synthetic-experiment.mjs) that prints a noisy measurement of
 // a known true metric, and the candidates' true effects are resampled from a real auto-research log.
 //
-//   npx tsx bench/decisions/run.ts [--budget 50] [--seeds 3] [--ratios 0.5,1,2] [--parallel 2]
-//       [--rules greedy,significant] [--prune-budget 30] [--prune-seeds 2] [--curve-steps 20] [--step-ms 150]
+//   npx tsx bench/decisions/run.ts [--budget 48] [--seeds 3] [--ratios 0.5,1,2] [--parallel 2]
+//       [--rules greedy,significant] [--prune-budget 24] [--prune-seeds 2] [--curve-steps 20] [--step-ms 150]
 //       [--no-prune] [--legacy] [--quick] [--json out.json] [--data file] [--keep-repos]
 //
 // Progress goes to stderr; the Markdown report to stdout. `npm run build` first: runs are supervised by dist/.
@@ -30,7 +30,7 @@ const WAIT_SECONDS = 50;
  * costs about 1.2 s through the loop, and the loop checks a run for pruning about once a second, so
  * the curve runs last 3 s (20 steps of 150 ms) to leave pruning something to save.
  */
-const DEFAULTS = { budget: 50, seeds: 3, pruneBudget: 30, pruneSeeds: 2, curveSteps: 20, stepMs: 150 };
+const DEFAULTS = { budget: 48, seeds: 3, pruneBudget: 24, pruneSeeds: 2, curveSteps: 20, stepMs: 150 };
 
 type Rule = 'greedy' | 'significant' | 'greedy-legacy';
 
@@ -74,6 +74,16 @@ interface CandidateRecord {
   state: string;
   metric: number | null;
   kept: boolean;
+  /** From read_metric's decision report, when this checkout's loop has one. */
+  verdict: string | null;
+  why: string | null;
+  runs: number | null;
+}
+
+/** The parts of read_metric's report that only the statistical loop has; read loosely so the greedy-only loop also works. */
+interface LooseReport {
+  decision?: { verdict?: string; why?: string; runsSpent?: number } | null;
+  noise?: { pooledSd?: number | null; df?: number; minDetectableEffect?: number | null } | null;
 }
 
 interface SessionResult {
@@ -85,6 +95,9 @@ interface SessionResult {
   wallMs: number;
   finalTruth: number;
   improvement: number;
+  /** The session's noise estimate after its last candidate (significant rule). */
+  noise: LooseReport['noise'] | null;
+  repo: string | null;
   error: string | null;
 }
 
@@ -228,6 +241,7 @@ async function runSession(spec: SessionSpec, opts: Options): Promise<SessionResu
       ms: number;
     };
   let baselineRuns = 0;
+  let noise: LooseReport['noise'] | null = null;
   try {
     const holder = loop.claim();
     if (holder) throw new Error(`repo ${repo} is held by pid ${holder.pid}`);
@@ -240,17 +254,30 @@ async function runSession(spec: SessionSpec, opts: Options): Promise<SessionResu
       const effect = spec.stream[i]!;
       const truth = bestTruth + effect;
       writeFileSync(join(repo, 'candidate.json'), candidateJson(truth, `candidate ${i}`));
-      const started = await loop.runExperiment({ description: `candidate ${i} (true effect ${effect >= 0 ? '+' : ''}${effect.toFixed(6)})` });
-      const state = await waitDone(loop, started.id);
-      const report = loop.readMetric(started.id);
+      const launched = await loop.runExperiment({ description: `candidate ${i} (true effect ${effect >= 0 ? '+' : ''}${effect.toFixed(6)})` });
+      const state = await waitDone(loop, launched.id);
+      const report = loop.readMetric(launched.id);
+      const loose = report as unknown as LooseReport;
+      noise = loose.noise ?? null;
       const kept = report.keepable;
       if (kept) {
-        await loop.keep({ id: started.id });
+        await loop.keep({ id: launched.id });
         bestTruth = truth;
       } else {
-        await loop.revert({ id: started.id });
+        await loop.revert({ id: launched.id });
       }
-      candidates.push({ index: i, id: started.id, effect, truth, state, metric: report.experiment.metric, kept });
+      candidates.push({
+        index: i,
+        id: launched.id,
+        effect,
+        truth,
+        state,
+        metric: report.experiment.metric,
+        kept,
+        verdict: loose.decision?.verdict ?? null,
+        why: loose.decision?.why ?? null,
+        runs: loose.decision?.runsSpent ?? null,
+      });
     }
     if (spent().n < spec.budget) error = `the stream (${spec.stream.length} candidates) ran out before the budget`;
   } catch (err) {
@@ -270,7 +297,9 @@ async function runSession(spec: SessionSpec, opts: Options): Promise<SessionResu
     wallMs: Date.now() - started,
     finalTruth: bestTruth,
     improvement: BASELINE_TRUTH - bestTruth,
-    error: error ? `${error}${opts.keepRepos ? ` (repo kept at ${repo})` : ''}` : null,
+    noise,
+    repo: opts.keepRepos ? repo : null,
+    error,
   };
 }
 
@@ -296,6 +325,8 @@ interface Summary {
   sessions: number;
   candidates: number;
   runs: number;
+  /** Runs spent on candidates (their repeats and the best's re-measurements), baseline calibration excluded. */
+  candidateRuns: number;
   improvement: number;
   improvementSd: number;
   improvementX: number;
@@ -332,6 +363,7 @@ function summarize(results: SessionResult[], typical: number): Summary {
     sessions: results.length,
     candidates: mean(results.map((r) => r.candidates.length)),
     runs,
+    candidateRuns: mean(results.map((r) => r.runs - r.baselineRuns)),
     improvement,
     improvementSd: sd(results.map((r) => r.improvement)),
     improvementX: improvement / typical,
@@ -375,7 +407,7 @@ function sideBySide(summaries: Summary[]): string {
     const r = (a: number, b: number): string => (b !== 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : '–');
     lines.push(
       `- σ = ${ratio} × typical: significant/greedy improvement per run ${r(sig.perRun, g.perRun)}, improvement reached ${r(sig.improvement, g.improvement)}, ` +
-        `runs per candidate ${f(sig.runs / sig.candidates, 2)} vs ${f(g.runs / g.candidates, 2)}, false-keep share ${pct(sig.falseShare)} vs ${pct(g.falseShare)}, ` +
+        `runs per candidate (baseline excluded) ${f(sig.candidateRuns / sig.candidates, 2)} vs ${f(g.candidateRuns / g.candidates, 2)}, false-keep share ${pct(sig.falseShare)} vs ${pct(g.falseShare)}, ` +
         `missed improvements ${f(sig.missed)} vs ${f(g.missed)} per session.`,
     );
   }
@@ -425,6 +457,11 @@ async function main(): Promise<void> {
   if (!hasDecision) {
     if (rules.includes('significant')) notes.push('The config schema in this checkout has no `decision` block: the significant arm and the pruning scenario were skipped.');
     rules = [...new Set(rules.filter((r) => r !== 'significant').map((r) => (r === 'greedy' ? 'greedy-legacy' : r)))] as Rule[];
+  }
+  if (hasDecision && rules.includes('greedy-legacy')) {
+    // Omitting the block now means the schema's default rule (significant), not greedy.
+    notes.push('The config schema in this checkout has a `decision` block, so greedy-legacy ran as `decision.rule: "greedy"`.');
+    rules = [...new Set(rules.map((r) => (r === 'greedy-legacy' ? 'greedy' : r)))] as Rule[];
   }
   const runPrune = opts.prune && hasDecision && rules.includes('significant');
 
@@ -484,7 +521,8 @@ async function main(): Promise<void> {
     process.stderr.write(
       `[${done}/${specs.length}] ${spec.label}: ${r.candidates.length} candidates, ${r.runs} runs, ${r.candidates.filter((c) => c.kept).length} keeps, ` +
         `improvement ${bpb(r.improvement)}, ${(r.wallMs / 1000).toFixed(1)} s wall (${(r.wallMs / Math.max(1, r.runs)).toFixed(0)} ms/run, child ${(r.runMs / Math.max(1, r.runs)).toFixed(0)} ms/run)` +
-        `${r.error ? ` ERROR ${r.error}` : ''}\n`,
+        `${r.noise?.df ? `, noise sd ${r.noise.pooledSd?.toFixed(6)} (df ${r.noise.df}), MDE ${r.noise.minDetectableEffect?.toFixed(6) ?? '–'}` : ''}` +
+        `${r.repo ? `, repo kept at ${r.repo}` : ''}${r.error ? ` ERROR ${r.error}` : ''}\n`,
     );
     return r;
   });
