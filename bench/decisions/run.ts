@@ -5,7 +5,7 @@
 //
 //   npx tsx bench/decisions/run.ts [--budget 48] [--seeds 3] [--ratios 0.5,1,2] [--parallel 2]
 //       [--rules greedy,significant] [--prune-budget 24] [--prune-seeds 2] [--curve-steps 20] [--step-ms 150]
-//       [--no-prune] [--legacy] [--quick] [--json out.json] [--data file] [--keep-repos]
+//       [--no-prune] [--prune-only] [--legacy] [--quick] [--json out.json] [--data file] [--keep-repos]
 //
 // Progress goes to stderr; the Markdown report to stdout. `npm run build` first: runs are supervised by dist/.
 import { execFileSync } from 'node:child_process';
@@ -41,6 +41,8 @@ interface Options {
   parallel: number;
   rules: Rule[];
   prune: boolean;
+  /** Run the pruning scenario alone, without the rule grid. */
+  pruneOnly: boolean;
   pruneBudget: number;
   pruneSeeds: number;
   curveSteps: number;
@@ -115,6 +117,7 @@ function parseOptions(argv: string[]): Options {
       'prune-budget': { type: 'string' },
       'prune-seeds': { type: 'string' },
       'no-prune': { type: 'boolean', default: false },
+      'prune-only': { type: 'boolean', default: false },
       'curve-steps': { type: 'string' },
       'step-ms': { type: 'string' },
       'max-repeats': { type: 'string' },
@@ -150,6 +153,7 @@ function parseOptions(argv: string[]): Options {
     parallel: Math.floor(num(values.parallel, 2, 'parallel', 1)),
     rules: rules as Rule[],
     prune: !values['no-prune'],
+    pruneOnly: values['prune-only'] === true,
     pruneBudget: Math.floor(num(values['prune-budget'], quick ? 8 : DEFAULTS.pruneBudget, 'prune-budget', 2)),
     pruneSeeds: Math.floor(num(values['prune-seeds'], quick ? 1 : DEFAULTS.pruneSeeds, 'prune-seeds', 1)),
     curveSteps: Math.floor(num(values['curve-steps'], DEFAULTS.curveSteps, 'curve-steps', 1)),
@@ -489,7 +493,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  for (const ratio of opts.ratios) {
+  for (const ratio of opts.pruneOnly ? [] : opts.ratios) {
     for (const rule of rules) {
       for (let seed = 1; seed <= opts.seeds; seed++) {
         specs.push({

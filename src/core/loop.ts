@@ -17,7 +17,7 @@ import { startRun, readRunResult, waitForRunResult, cancelRun, isSupervisorAlive
 import type { RunResult } from './runner/run-spec.js';
 import { acquireServerLock, releaseServerLock, type LockHolder } from './server-lock.js';
 import type { ConstraintCheck, DecisionReport, ExperimentView, MetricReport, Noise, SessionView, Status } from './views.js';
-import { checkPrune, criticalValue, decide, minimumDetectableEffect, nextSide, pooledNoise, summarize, type PooledNoise } from './statistics.js';
+import { checkPrune, criticalValue, decide, pruneMargin, minimumDetectableEffect, nextSide, pooledNoise, summarize, type PooledNoise } from './statistics.js';
 import { ProgressTail, progressRegex } from './progress.js';
 import type { Measurement } from './ledger.js';
 
@@ -480,7 +480,8 @@ export class ResearchLoop {
     const resultPath = join(this.runDir(e.id), `${phase}.result.json`);
     const pruner = phase === 'run' ? this.prunerFor(e) : null;
     for (;;) {
-      const result = await waitForRunResult(resultPath, { timeoutMs: 1_000, tickMs: 100 });
+      // With pruning on, the curve is checked four times a second, so a short run is still stopped early.
+      const result = await waitForRunResult(resultPath, { timeoutMs: pruner ? 250 : 1_000, tickMs: 100 });
       if (result || this.closed) return result;
       if (pruner && this.stillRunning(e.id)) pruner();
       if (!isSupervisorAlive(e.supervisorPid!, e.runToken!)) return readRunResult(resultPath);
@@ -501,9 +502,13 @@ export class ResearchLoop {
     const root = e.repeatOf !== null ? this.ledger.experiment(e.repeatOf)! : e;
     if (root.kind !== 'candidate' || e.commit !== root.commit) return null;
     const tail = new ProgressTail(join(this.runDir(e.id), 'run.log'), progressRegex(config.metric.name, config.metric.progressPattern));
+    // The runs that made the best win read luckier than it is (the winner's curse); its calibration and
+    // later re-measurements do not. Until the best has been re-measured, nothing is pruned.
+    const best = this.bestOf(session);
+    const won = best?.kind === 'candidate' ? best.id : null;
     const references = this.ledger
       .measurements(session.id, config.metric.name)
-      .filter((m) => m.commit === root.parentCommit)
+      .filter((m) => m.commit === root.parentCommit && m.root !== won)
       .map((m) => this.ledger.progress(m.run))
       .filter((curve) => curve.length > 0);
     if (!references.length) return null;
@@ -514,7 +519,7 @@ export class ResearchLoop {
         curve: tail.points,
         references,
         warmupFraction: config.decision.pruneWarmup,
-        margin: Number.isFinite(noise.sd) ? noise.sd : 0,
+        margin: pruneMargin(noise, config.decision.confidence, references.length),
         direction: config.metric.direction,
       });
       if (!check?.prune) return;

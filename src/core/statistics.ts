@@ -236,9 +236,19 @@ export interface PruneCheck {
 }
 
 /**
+ * How much worse than the best's median an intermediate value must be to count as clearly worse: a
+ * one-sided test at the session's confidence that this run is worse than the best's runs. With no
+ * noise known yet it is 0, the plain median rule.
+ */
+export function pruneMargin(noise: PooledNoise, confidence: number, referenceRuns: number): number {
+  if (!noise.df || !Number.isFinite(noise.sd)) return 0;
+  return jStat.studentt.inv(confidence, noise.df) * noise.sd * Math.sqrt(1 + 1 / Math.max(1, referenceRuns));
+}
+
+/**
  * Median-style pruning as in Optuna's MedianPruner: after the warm-up, a run whose latest
  * intermediate value is worse than the median of the best's runs at the same step by more than
- * `margin` (the measured noise) is stopped. Curves are compared only where the best reached the step.
+ * `margin` (see pruneMargin) is stopped. Curves are compared only where the best reached the step.
  */
 export function checkPrune(input: {
   curve: CurvePoint[];

@@ -3,6 +3,7 @@
 import { describe, it, expect } from 'vitest';
 import {
   checkPrune,
+  pruneMargin,
   decide,
   minimumDetectableEffect,
   nextSide,
@@ -173,6 +174,13 @@ describe('pruning', () => {
     [10, 2],
     [20, 1.5],
   ].map(([step, value]) => ({ step: step!, value: value! }));
+
+  it('asks a run to be worse by a one-sided test before it counts as clearly worse', () => {
+    // t(0.95, ∞) → 1.645; with 3 reference runs the best's median is itself uncertain.
+    expect(pruneMargin({ sd: 1, df: 10_000 }, 0.95, 3)).toBeCloseTo(1.645 * Math.sqrt(4 / 3), 2);
+    expect(pruneMargin({ sd: 1, df: 4 }, 0.95, 3)).toBeGreaterThan(pruneMargin({ sd: 1, df: 40 }, 0.95, 3));
+    expect(pruneMargin({ sd: NaN, df: 0 }, 0.95, 3)).toBe(0);
+  });
 
   it('reads a curve at the last point at or before a step', () => {
     expect(valueAt(best, 7)).toBe(3);
