@@ -519,7 +519,7 @@ export class ResearchLoop {
         curve: tail.points,
         references,
         warmupFraction: config.decision.pruneWarmup,
-        margin: pruneMargin(noise, config.decision.confidence, references.length),
+        margin: pruneMargin(noise, config.decision, references.length),
         direction: config.metric.direction,
       });
       if (!check?.prune) return;

@@ -236,13 +236,14 @@ export interface PruneCheck {
 }
 
 /**
- * How much worse than the best's median an intermediate value must be to count as clearly worse: a
- * one-sided test at the session's confidence that this run is worse than the best's runs. With no
- * noise known yet it is 0, the plain median rule.
+ * How much worse than the best's median an intermediate value must be to count as clearly worse: as
+ * much as the screening look needs to call a finished run worse (the same per-look confidence), so
+ * pruning only stops runs the decision would reject anyway. With no noise known yet it is 0, the
+ * plain median rule.
  */
-export function pruneMargin(noise: PooledNoise, confidence: number, referenceRuns: number): number {
+export function pruneMargin(noise: PooledNoise, rule: DecisionRule, referenceRuns: number): number {
   if (!noise.df || !Number.isFinite(noise.sd)) return 0;
-  return jStat.studentt.inv(confidence, noise.df) * noise.sd * Math.sqrt(1 + 1 / Math.max(1, referenceRuns));
+  return criticalValue(rule, noise.df) * noise.sd * Math.sqrt(1 + 1 / Math.max(1, referenceRuns));
 }
 
 /**

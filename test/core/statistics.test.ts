@@ -175,11 +175,11 @@ describe('pruning', () => {
     [20, 1.5],
   ].map(([step, value]) => ({ step: step!, value: value! }));
 
-  it('asks a run to be worse by a one-sided test before it counts as clearly worse', () => {
-    // t(0.95, ∞) → 1.645; with 3 reference runs the best's median is itself uncertain.
-    expect(pruneMargin({ sd: 1, df: 10_000 }, 0.95, 3)).toBeCloseTo(1.645 * Math.sqrt(4 / 3), 2);
-    expect(pruneMargin({ sd: 1, df: 4 }, 0.95, 3)).toBeGreaterThan(pruneMargin({ sd: 1, df: 40 }, 0.95, 3));
-    expect(pruneMargin({ sd: NaN, df: 0 }, 0.95, 3)).toBe(0);
+  it('asks a run to be as clearly worse as the screening look would to reject it', () => {
+    // Per-look confidence 0.99 two-sided → z 2.576 with plenty of degrees of freedom; the best's median is itself uncertain.
+    expect(pruneMargin({ sd: 1, df: 100_000 }, RULE, 3)).toBeCloseTo(2.576 * Math.sqrt(4 / 3), 2);
+    expect(pruneMargin({ sd: 1, df: 4 }, RULE, 3)).toBeGreaterThan(pruneMargin({ sd: 1, df: 40 }, RULE, 3));
+    expect(pruneMargin({ sd: NaN, df: 0 }, RULE, 3)).toBe(0);
   });
 
   it('reads a curve at the last point at or before a step', () => {
