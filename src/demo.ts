@@ -108,8 +108,8 @@ export async function runDemo(opts: { experiments?: number; keep?: boolean } = {
       counts: Record<string, number>;
     };
     say('');
-    say(`baseline val_bpb ${status.session.baselineMetric}`);
-    say(`best     val_bpb ${status.session.bestMetric} (experiment ${status.session.bestExperimentId}, ${status.session.branch} at ${status.session.bestCommit.slice(0, 7)})`);
+    say(`baseline val_bpb ${round(status.session.baselineMetric)}`);
+    say(`best     val_bpb ${round(status.session.bestMetric)} (experiment ${status.session.bestExperimentId}, ${status.session.branch} at ${status.session.bestCommit.slice(0, 7)})`);
     say(`counts   ${JSON.stringify(status.counts)}`);
     say(`ledger   ${status.ledger}`);
     say(`results  ${status.resultsTsv}`);
