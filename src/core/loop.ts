@@ -435,8 +435,8 @@ export class ResearchLoop {
         });
       }
       if (phase === 'run' && config.decision.prune) this.recordCurve(e);
-      const pruned = result.cancelled && this.ledger.experiment(id)!.reason?.startsWith('pruned:');
-      const failure = pruned ? { state: 'pruned' as const, reason: this.ledger.experiment(id)!.reason! } : judge(result, phase, config);
+      const pruneReason = result.cancelled ? this.ledger.experiment(id)!.reason : null;
+      const failure = pruneReason?.startsWith('pruned:') ? { state: 'pruned' as const, reason: pruneReason } : judge(result, phase, config);
       if (failure) {
         this.finish(id, failure.state, failure.reason);
         return;
@@ -512,7 +512,7 @@ export class ResearchLoop {
       .map((m) => this.ledger.progress(m.run))
       .filter((curve) => curve.length > 0);
     if (!references.length) return null;
-    const noise = this.noiseFor(session, config, root);
+    const noise = noiseOf(this.comparable(session, config, machineOf(root)));
     return () => {
       if (!tail.read().length) return;
       const check = checkPrune({
@@ -566,7 +566,7 @@ export class ResearchLoop {
         }
         const failed = runs.find((r) => r.id !== rootId && r.state !== 'measured' && r.state !== 'cancelled');
         if (failed && root.kind !== 'baseline' && failed.commit === root.commit) {
-          this.finish(rootId, failed.state === 'measured' ? 'crashed' : failed.state, `its repeat #${failed.id} ${failed.state}: ${failed.reason ?? 'no reason recorded'}`);
+          this.finish(rootId, failed.state, `its repeat #${failed.id} ${failed.state}: ${failed.reason ?? 'no reason recorded'}`);
           return;
         }
         if (root.kind === 'baseline') {
@@ -610,28 +610,25 @@ export class ResearchLoop {
 
   /** Editable paths the repeats rewrite: the candidate's change plus anything edited since the last run. */
   private async prepareWorkingTree(root: ExperimentRow, session: SessionRow, config: Config, current: string, target: string): Promise<void> {
-    const edits = await this.saveEditsDuring(root, session, current);
+    const edits = await this.saveEditsDuring(root, session, config, current);
     const paths = new Set([...(await this.surfacePaths(root.parentCommit, root.commit!, config)), ...edits]);
     if (target !== current || edits.length) await this.git.materialize(target, [...paths], this.scratchDir);
     this.materialized.set(root.id, target);
   }
 
   /** Edits made while an experiment was being measured would ride into the next run: they are saved under a ref, never lost. */
-  private async saveEditsDuring(root: ExperimentRow, session: SessionRow, expected: string): Promise<string[]> {
+  private async saveEditsDuring(root: ExperimentRow, session: SessionRow, config: Config, expected: string): Promise<string[]> {
     const snap = await this.git.snapshot(expected, `ratchet: edits made while #${root.id} was being measured`, this.scratchDir);
     if (snap.tree === (await this.git.treeOf(expected))) return [];
     const ref = `refs/ratchet/${session.tag}/edits-during-${root.id}-${Date.now()}`;
     await this.git.setRef(ref, snap.commit);
     this.log.warn({ id: root.id, ref }, 'files were edited while repeats ran; saved under a ref');
-    const config = sessionConfig(session);
     return this.surfacePaths(expected, snap.commit, config);
   }
 
   private async surfacePaths(from: string, to: string, config: Config): Promise<string[]> {
-    const isEditable = picomatch(config.editable, { dot: true });
-    const isProtected = picomatch([CONFIG_FILE, ...config.protected], { dot: true });
-    const paths = (await this.git.changedBetween(from, to)).flatMap((c) => (c.from ? [c.from, c.path] : [c.path]));
-    return [...new Set(paths)].filter((p) => isEditable(p) && !isProtected(p));
+    const inSurface = surfaceMatcher(config);
+    return (await this.changedPaths(from, to)).filter(inSurface);
   }
 
   /** After the last repeat the working tree holds the experiment's own commit again, ready for keep or revert. */
@@ -647,10 +644,7 @@ export class ResearchLoop {
   private concludeBaseline(root: ExperimentRow, runs: ExperimentRow[], failed: ExperimentRow | undefined): void {
     const config = sessionConfig(this.ledger.session(root.sessionId)!);
     const values = this.ledger.measurements(root.sessionId, config.metric.name).filter((m) => m.root === root.id).map((m) => m.value);
-    this.ledger.updateExperiment(root.id, {
-      metric: summarize(values).mean,
-      reason: failed ? `calibration stopped at ${values.length} run(s): repeat #${failed.id} ${failed.state}` : null,
-    });
+    this.ledger.updateExperiment(root.id, { metric: summarize(values).mean });
     this.finish(root.id, 'measured', failed ? `calibration stopped at ${values.length} run(s): repeat #${failed.id} ${failed.state}` : null);
     this.adoptBaseline(this.ledger.experiment(root.id)!);
     this.log.info({ id: root.id, runs: runs.length }, 'baseline calibrated');
@@ -668,29 +662,18 @@ export class ResearchLoop {
 
   // ---------------------------------------------------------------- statistics
 
-  /** Measurements comparable with this experiment's: same machine and GPU model. */
-  private comparable(session: SessionRow, config: Config, root: ExperimentRow): Measurement[] {
-    const model = gpuModelOf(root);
-    return this.ledger.measurements(session.id, config.metric.name).filter((m) => m.host === (root.host ?? hostname()) && m.gpuModel === model);
-  }
-
-  /** Pooled over groups of repeated runs of one commit within one experiment, so drift between experiments does not count as noise. */
-  private noiseFor(session: SessionRow, config: Config, root: ExperimentRow): PooledNoise {
-    const groups = new Map<string, number[]>();
-    for (const m of this.comparable(session, config, root)) {
-      const key = `${m.root}:${m.commit}`;
-      groups.set(key, [...(groups.get(key) ?? []), m.value]);
-    }
-    return pooledNoise([...groups.values()]);
+  /** The session's measurements taken on one machine (host and GPU model). */
+  private comparable(session: SessionRow, config: Config, machine: Machine): Measurement[] {
+    return this.ledger.measurements(session.id, config.metric.name).filter((m) => m.host === machine.host && m.gpuModel === machine.gpuModel);
   }
 
   private decisionReport(root: ExperimentRow, session: SessionRow, config: Config, opts: { final?: boolean } = {}): DecisionReport {
-    const all = this.comparable(session, config, root);
+    const all = this.comparable(session, config, machineOf(root));
     const mine = all.filter((m) => m.root === root.id);
     const candidate = mine.filter((m) => m.commit === root.commit).map((m) => m.value);
     const fresh = mine.filter((m) => m.commit === root.parentCommit).map((m) => m.value);
     const rule = config.decision;
-    const noise = this.noiseFor(session, config, root);
+    const noise = noiseOf(all);
     const runsSpent = this.ledger.runsOf(root.id).filter((r) => r.id === root.id || (r.state !== 'queued' && r.state !== 'running')).length;
     const side = (commit: string, values: number[]) => ({ commit, n: values.length, mean: summarize(values).mean, interval: meanInterval(values, noise, rule) });
 
@@ -744,11 +727,13 @@ export class ResearchLoop {
 
   /** The noise as calibrated at session start, with the pooled figure and what it lets the session detect. */
   private noiseReport(session: SessionRow, config: Config): Noise | null {
-    const baseline = this.ledger.runsOf(this.ledger.baselineId(session.id) ?? -1)[0];
+    const baselineId = this.ledger.baselineId(session.id);
+    const baseline = baselineId === null ? undefined : this.ledger.experiment(baselineId);
     if (!baseline) return null;
-    const values = this.ledger.measurements(session.id, config.metric.name).filter((m) => m.root === baseline.id).map((m) => m.value);
-    const s = summarize(values);
-    const noise = this.noiseFor(session, config, baseline);
+    const machine = machineOf(baseline);
+    const all = this.comparable(session, config, machine);
+    const s = summarize(all.filter((m) => m.root === baseline.id).map((m) => m.value));
+    const noise = noiseOf(all);
     return {
       samples: s.n,
       mean: s.mean,
@@ -758,8 +743,7 @@ export class ResearchLoop {
       pooledSd: Number.isFinite(noise.sd) ? noise.sd : null,
       df: noise.df,
       minDetectableEffect: minimumDetectableEffect(noise, config.decision),
-      host: baseline.host ?? hostname(),
-      gpuModel: gpuModelOf(baseline),
+      ...machine,
     };
   }
 
@@ -773,7 +757,8 @@ export class ResearchLoop {
       if (e.decision === 'kept') break;
       sinceKeep++;
     }
-    const noise = this.noiseFor(session, config, this.bestOf(session) ?? recent[0] ?? ({ host: hostname(), gpus: null } as ExperimentRow));
+    const best = this.bestOf(session);
+    const noise = noiseOf(this.comparable(session, config, best ? machineOf(best) : { host: hostname(), gpuModel: null }));
     const effects = recent
       .map((e) => (e.verdict ? (JSON.parse(e.verdict) as DecisionReport).effect : null))
       .filter((x): x is number => x !== null);
@@ -827,8 +812,7 @@ export class ResearchLoop {
     }
     const checks = checkConstraints(config, primary.value, secondary);
     const e = this.ledger.experiment(id)!;
-    const host = e.host ?? hostname();
-    const gpuModel = gpuModelOf(e);
+    const { host, gpuModel } = machineOf(e);
     this.ledger.db.transaction(() => {
       this.ledger.addSample({ experimentId: id, name: config.metric.name, value: primary.value!, source: phase, host, gpuModel });
       for (const [name, value] of Object.entries(secondary)) {
@@ -912,14 +896,10 @@ export class ResearchLoop {
     const checks = JSON.parse(e.constraintChecks) as ConstraintCheck[];
     const ran = e.state === 'crashed' || e.state === 'timed_out' || e.state === 'cancelled';
     const logTail = ran && e.logPath ? this.crashTail(e) : null;
-    const decision =
-      e.kind === 'candidate' && e.metric !== null
-        ? e.verdict
-          ? (JSON.parse(e.verdict) as DecisionReport)
-          : this.decisionReport(e, session, config)
-        : e.kind === 'candidate' && e.phase === 'repeats'
-          ? this.decisionReport(e, session, config)
-          : null;
+    // A decided experiment shows its recorded verdict; one still measuring shows where it stands.
+    let decision: DecisionReport | null = null;
+    if (e.kind === 'candidate' && e.verdict) decision = JSON.parse(e.verdict) as DecisionReport;
+    else if (e.kind === 'candidate' && (e.metric !== null || e.phase === 'repeats')) decision = this.decisionReport(e, session, config);
     return {
       experiment: this.view(e),
       metricName: config.metric.name,
@@ -972,10 +952,13 @@ export class ResearchLoop {
 
   /** Paths a commit changes relative to the best that the surface does not allow (both sides of a rename). */
   private async commitViolations(best: string, commit: string, config: Config): Promise<string[]> {
-    const isEditable = picomatch(config.editable, { dot: true });
-    const isProtected = picomatch([CONFIG_FILE, ...config.protected], { dot: true });
-    const paths = (await this.git.changedBetween(best, commit)).flatMap((c) => (c.from ? [c.from, c.path] : [c.path]));
-    return [...new Set(paths.filter((p) => !isEditable(p) || isProtected(p)))];
+    const inSurface = surfaceMatcher(config);
+    return (await this.changedPaths(best, commit)).filter((p) => !inSurface(p));
+  }
+
+  /** Every path that differs between two commits, both sides of a rename. */
+  private async changedPaths(from: string, to: string): Promise<string[]> {
+    return [...new Set((await this.git.changedBetween(from, to)).flatMap((c) => (c.from ? [c.from, c.path] : [c.path])))];
   }
 
   /** Null when `keep` may proceed, else the error that says why not and what to do. */
@@ -1132,10 +1115,11 @@ export class ResearchLoop {
     }
     const pending = session ? this.awaitingDecision(session) : undefined;
     const config = session ? sessionConfig(session) : null;
+    const plateau = session && config ? this.plateau(session, config) : null;
     return {
       session: session ? this.sessionView(session) : null,
       noise: session && config ? this.noiseReport(session, config) : null,
-      plateau: session && config ? this.plateau(session, config) : null,
+      plateau,
       runsSpent: session ? this.ledger.runsSpent(session.id).runs : 0,
       counts: session ? this.ledger.countsByState(session.id) : {},
       running: runningView,
@@ -1145,7 +1129,7 @@ export class ResearchLoop {
       resultsTsv: this.resultsTsvPath,
       next: this.heldBy
         ? `This server is read-only: another ratchet server (pid ${this.heldBy.pid}) drives this repo.`
-        : nextStep(session, runningView, pending, configError, session && config ? this.plateau(session, config)?.message ?? null : null),
+        : nextStep(session, runningView, pending, configError, plateau?.message ?? null),
     };
   }
 
@@ -1352,6 +1336,33 @@ export class ResearchLoop {
 /** The config the session pinned at its start (not the file on disk, which may have changed). */
 function sessionConfig(session: SessionRow): Config {
   return parseConfig(JSON.parse(session.config));
+}
+
+/** Editable and not protected: what an experiment may change. */
+function surfaceMatcher(config: Config): (path: string) => boolean {
+  const isEditable = picomatch(config.editable, { dot: true });
+  const isProtected = picomatch([CONFIG_FILE, ...config.protected], { dot: true });
+  return (p) => isEditable(p) && !isProtected(p);
+}
+
+/** Pooled over groups of repeated runs of one commit within one experiment, so drift between experiments does not count as noise. */
+function noiseOf(measurements: Measurement[]): PooledNoise {
+  const groups = new Map<string, number[]>();
+  for (const m of measurements) {
+    const key = `${m.root}:${m.commit}`;
+    groups.set(key, [...(groups.get(key) ?? []), m.value]);
+  }
+  return pooledNoise([...groups.values()]);
+}
+
+/** The machine a run measured on: only measurements from the same one are compared or pooled. */
+function machineOf(e: ExperimentRow): Machine {
+  return { host: e.host ?? hostname(), gpuModel: gpuModelOf(e) };
+}
+
+interface Machine {
+  host: string;
+  gpuModel: string | null;
 }
 
 function gpuModelOf(e: ExperimentRow): string | null {

@@ -1,13 +1,12 @@
 // The significant rule end to end: calibration, interleaved repeats, each verdict path, forced keeps and pruning,
 // driven through the real loop with a seeded synthetic experiment whose true score and noise are known.
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ResearchLoop } from '../../src/core/loop.js';
-import { RatchetError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/log.js';
-import { pino } from 'pino';
 import { makeRepo, baseConfig, setConstant, type TestRepo } from '../helpers/repo.js';
+import { cleanedUpAfterEach, finished, rejection, startWithBaseline } from '../helpers/loop.js';
 
 /**
  * Prints `score: SCORE + noise`, the noise drawn from N(0, SIGMA) seeded by SEED and the run's
@@ -34,37 +33,16 @@ for (let k = 1; k <= STEPS; k++) {
 console.log('score: ' + (SCORE + noise).toFixed(6));
 `;
 
-const repos: TestRepo[] = [];
-const loops: ResearchLoop[] = [];
-
-afterEach(async () => {
-  for (const l of loops.splice(0)) {
-    await l.settle();
-    l.close();
-  }
-  for (const r of repos.splice(0)) r.cleanup();
-});
+const { repos, loops } = cleanedUpAfterEach();
 
 function setup(decision: Record<string, unknown>, constants: Record<string, string> = {}) {
   let train = NOISY_TRAIN;
   for (const [name, value] of Object.entries(constants)) train = train.replace(new RegExp(`const ${name} = [^;]+;`), `const ${name} = ${value};`);
   const repo = makeRepo({ 'train.mjs': train, 'evaluate.mjs': '// unused\n' }, baseConfig({ decision: { rule: 'significant', ...decision } }));
   repos.push(repo);
-  const loop = new ResearchLoop({ repo: repo.dir, logger: process.env.DEBUG_LOOP ? (pino({ level: 'debug' }, pino.destination(2)) as never) : silentLogger() });
+  const loop = new ResearchLoop({ repo: repo.dir, logger: silentLogger() });
   loops.push(loop);
   return { repo, loop };
-}
-
-async function finished(loop: ResearchLoop, id: number) {
-  for (;;) {
-    const e = await loop.waitExperiment(id, 10);
-    if (e.state !== 'running' && e.state !== 'queued') return e;
-  }
-}
-
-async function start(loop: ResearchLoop) {
-  const { baseline } = await loop.startSession({ tag: 't1' });
-  return finished(loop, baseline.id);
 }
 
 async function tryCandidate(repo: TestRepo, loop: ResearchLoop, score: string) {
@@ -73,20 +51,10 @@ async function tryCandidate(repo: TestRepo, loop: ResearchLoop, score: string) {
   return finished(loop, e.id);
 }
 
-async function rejection(p: Promise<unknown>): Promise<RatchetError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(RatchetError);
-    return err as RatchetError;
-  }
-  throw new Error('expected a RatchetError');
-}
-
 describe('calibration', () => {
   it('measures the baseline baselineRepeats times and reports its noise', async () => {
     const { loop } = setup({ baselineRepeats: 4 });
-    const baseline = await start(loop);
+    const baseline = await startWithBaseline(loop);
     expect(baseline.state).toBe('measured');
     expect(baseline.runs).toBe(4);
     const noise = loop.status().noise!;
@@ -103,9 +71,9 @@ describe('calibration', () => {
 
   it('defaults to three runs under significant and one under greedy', async () => {
     const significant = setup({});
-    expect((await start(significant.loop)).runs).toBe(3);
+    expect((await startWithBaseline(significant.loop)).runs).toBe(3);
     const greedy = setup({ rule: 'greedy' });
-    expect((await start(greedy.loop)).runs).toBe(1);
+    expect((await startWithBaseline(greedy.loop)).runs).toBe(1);
     expect(greedy.loop.status().noise?.sd).toBeNull();
   });
 });
@@ -113,7 +81,7 @@ describe('calibration', () => {
 describe('verdicts', () => {
   it('improved: a clear gain is kept after interleaved best and candidate runs, and the tree holds the candidate', async () => {
     const { repo, loop } = setup({});
-    await start(loop);
+    await startWithBaseline(loop);
     const e = await tryCandidate(repo, loop, '0.9');
     expect(e.state).toBe('measured');
     const report = loop.readMetric(e.id);
@@ -134,7 +102,7 @@ describe('verdicts', () => {
 
   it('worse: a clearly worse candidate is rejected after a single run against the best\'s earlier runs', async () => {
     const { repo, loop } = setup({});
-    await start(loop);
+    await startWithBaseline(loop);
     const e = await tryCandidate(repo, loop, '1.5');
     const report = loop.readMetric(e.id);
     expect(report.decision?.verdict).toBe('worse');
@@ -147,7 +115,7 @@ describe('verdicts', () => {
 
   it('inconclusive: a change within the noise is refused, then kept only by force with a reason, recorded as forced', async () => {
     const { repo, loop } = setup({ maxRepeats: 3 });
-    await start(loop);
+    await startWithBaseline(loop);
     const e = await tryCandidate(repo, loop, '0.999');
     const report = loop.readMetric(e.id);
     expect(report.decision?.verdict).toBe('inconclusive');
@@ -163,7 +131,7 @@ describe('verdicts', () => {
 
   it('stops early: a neutral change ends before maxRepeats pairs once an improvement has become unlikely', async () => {
     const { repo, loop } = setup({ maxRepeats: 10 });
-    await start(loop);
+    await startWithBaseline(loop);
     const e = await tryCandidate(repo, loop, '1.004');
     const report = loop.readMetric(e.id);
     expect(report.decision?.verdict).not.toBe('improved');
@@ -173,7 +141,7 @@ describe('verdicts', () => {
 
   it('is not fooled by one run: a candidate that reads better on its first run is re-measured against the best before any keep', async () => {
     const { repo, loop } = setup({});
-    await start(loop);
+    await startWithBaseline(loop);
     const e = await tryCandidate(repo, loop, '0.97');
     const report = loop.readMetric(e.id);
     expect(e.runs).toBeGreaterThan(1);
@@ -184,7 +152,7 @@ describe('verdicts', () => {
 
   it('a deterministic metric decides an improvement after one pair', async () => {
     const { repo, loop } = setup({}, { SIGMA: '0' });
-    await start(loop);
+    await startWithBaseline(loop);
     expect(loop.status().noise?.sd).toBe(0);
     const better = await tryCandidate(repo, loop, '0.99');
     expect(loop.readMetric(better.id).decision?.verdict).toBe('improved');
@@ -199,7 +167,7 @@ describe('verdicts', () => {
 describe('repeats are runs', () => {
   it('records each repeat as a run of its own with its log, and a crashing candidate repeat fails the experiment', async () => {
     const { repo, loop } = setup({});
-    await start(loop);
+    await startWithBaseline(loop);
     // Only the candidate's content crashes, and only from run id 5 on: its first run (id 4) measures,
     // the best's re-measurements (5, 6) measure, its own repeat (7) crashes.
     setConstant(repo, 'CRASH_ON_RUN', '5');
@@ -220,7 +188,7 @@ describe('repeats are runs', () => {
 describe('pruning', () => {
   it('stops a candidate whose learning curve is clearly worse than the best\'s after the warm-up, and never keeps it', async () => {
     const { repo, loop } = setup({ prune: true, pruneWarmup: 0.25 }, { STEPS: '20', STEP_MS: '50' });
-    await start(loop);
+    await startWithBaseline(loop);
     // The best's curves are on record from its calibration runs.
     const baselineId = loop.status().session!.bestExperimentId!;
     expect(loop.ledger.progress(baselineId)).toHaveLength(20);
@@ -245,7 +213,7 @@ describe('pruning', () => {
 describe('plateau', () => {
   it('status says so once plateauWindow experiments in a row brought no keep', async () => {
     const { repo, loop } = setup({ plateauWindow: 2 }, { SIGMA: '0' });
-    await start(loop);
+    await startWithBaseline(loop);
     expect(loop.status().plateau?.reached).toBe(false);
     for (const score of ['1.1', '1.2']) {
       const e = await tryCandidate(repo, loop, score);
@@ -261,7 +229,7 @@ describe('plateau', () => {
 describe('the working tree during repeats', () => {
   it('saves edits made while repeats ran under a ref, measures the real best, and puts the candidate back', async () => {
     const { repo, loop } = setup({}, { SIGMA: '0', STEPS: '10', STEP_MS: '100' });
-    await start(loop);
+    await startWithBaseline(loop);
     setConstant(repo, 'SCORE', '0.9');
     const { id } = await loop.runExperiment({ description: 'better' });
     // Wait until the best is being re-measured, then edit as an impatient agent would.
@@ -283,7 +251,7 @@ describe('the working tree during repeats', () => {
 
   it('cancelling an experiment in its repeats stops the run in progress and restores the candidate', async () => {
     const { repo, loop } = setup({}, { SIGMA: '0.01', STEPS: '30', STEP_MS: '100' });
-    await start(loop);
+    await startWithBaseline(loop);
     setConstant(repo, 'SCORE', '0.97');
     const { id } = await loop.runExperiment({ description: 'slow' });
     while (loop.ledger.experiment(id)!.phase !== 'repeats') await new Promise((r) => setTimeout(r, 50));

@@ -1,5 +1,5 @@
 // The loop end to end without MCP: real git repos, real SQLite, real supervised child processes.
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
@@ -8,18 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { ResearchLoop } from '../../src/core/loop.js';
 import { RatchetError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/log.js';
-import { makeRepo, TRAIN, EVALUATE, baseConfig, setConstant, type TestRepo } from '../helpers/repo.js';
+import { makeRepo, TRAIN, EVALUATE, baseConfig, setConstant } from '../helpers/repo.js';
+import { cleanedUpAfterEach, finished, rejection, startWithBaseline } from '../helpers/loop.js';
 
-const repos: TestRepo[] = [];
-const loops: ResearchLoop[] = [];
-
-afterEach(async () => {
-  for (const l of loops.splice(0)) {
-    await l.settle();
-    l.close();
-  }
-  for (const r of repos.splice(0)) r.cleanup();
-});
+const { repos, loops } = cleanedUpAfterEach();
 
 const FAKE_NVIDIA_SMI = fileURLToPath(new URL('../fixtures/nvidia-smi/nvidia-smi', import.meta.url));
 
@@ -31,31 +23,9 @@ function setup(configExtra: Record<string, unknown> = {}, files: Record<string, 
   return { repo, loop };
 }
 
-async function finished(loop: ResearchLoop, id: number) {
-  for (;;) {
-    const e = await loop.waitExperiment(id, 10);
-    if (e.state !== 'running' && e.state !== 'queued') return e;
-  }
-}
-
 /** One candidate, run and followed until it is recorded. */
 async function runToEnd(loop: ResearchLoop, description: string) {
   return finished(loop, (await loop.runExperiment({ description })).id);
-}
-
-async function startWithBaseline(loop: ResearchLoop) {
-  const { baseline } = await loop.startSession({ tag: 't1' });
-  return finished(loop, baseline.id);
-}
-
-async function rejection(p: Promise<unknown> | (() => unknown)): Promise<RatchetError> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (err) {
-    expect(err).toBeInstanceOf(RatchetError);
-    return err as RatchetError;
-  }
-  throw new Error('expected a RatchetError');
 }
 
 describe('session start', () => {
