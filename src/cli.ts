@@ -10,11 +10,13 @@ import { CONFIG_FILE, loadConfig, starterConfig } from './core/config.js';
 import { ResearchLoop } from './core/loop.js';
 import { isRatchetError } from './core/errors.js';
 
-const USAGE = `Usage: ratchet [serve|init|status|demo] [--repo DIR]
+const USAGE = `Usage: ratchet [serve|init|status|verify|integrity|demo] [--repo DIR]
 
   serve   (default) the stdio MCP server for the repo
   init    write a starter ratchet.json
   status  print what the status tool returns, as JSON
+  verify  re-measure the kept commits of a session (--tag T, --runs N, --json); exits 1 if any did not reproduce
+  integrity  report tampering with ratchet's evidence; --accept reseals it once you have looked
   demo    run the scripted demo loop on examples/tiny-lm in a temporary repo
 
 The repo is --repo, else $CLAUDE_PROJECT_DIR, else the current directory.`;
@@ -23,7 +25,16 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { repo: { type: 'string' }, help: { type: 'boolean', short: 'h' }, force: { type: 'boolean' }, keep: { type: 'boolean' } },
+    options: {
+      repo: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      force: { type: 'boolean' },
+      keep: { type: 'boolean' },
+      tag: { type: 'string' },
+      runs: { type: 'string' },
+      json: { type: 'boolean' },
+      accept: { type: 'boolean' },
+    },
   });
   if (values.help) {
     process.stderr.write(`${USAGE}\n`);
@@ -42,6 +53,19 @@ async function main(argv: string[]): Promise<number> {
       return init(repo, values.force === true);
     case 'status':
       return printStatus(repo);
+    case 'verify': {
+      const runs = values.runs === undefined ? 1 : Number(values.runs);
+      if (!Number.isInteger(runs) || runs < 1 || runs > 100) {
+        process.stderr.write('ratchet: --runs must be a whole number from 1 to 100.\n');
+        return 2;
+      }
+      const { runVerify } = await import('./verify-command.js');
+      return runVerify(repo, { tag: values.tag, runs, json: values.json === true });
+    }
+    case 'integrity': {
+      const { runIntegrity } = await import('./verify-command.js');
+      return runIntegrity(repo, { accept: values.accept === true, json: values.json === true });
+    }
     case 'demo': {
       const { runDemo } = await import('./demo.js');
       return runDemo({ keep: values.keep === true });
@@ -54,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
 
 async function serve(repo: string): Promise<number> {
   const logger = createLogger({ file: join(repo, '.ratchet', 'server.log') });
-  const { server, loop, close } = createServer({ repo, logger });
+  const { server, start, close } = createServer({ repo, logger });
   let closing = false;
   const shutdown = async (why: string) => {
     if (closing) return;
@@ -70,21 +94,7 @@ async function serve(repo: string): Promise<number> {
   process.stdin.on('end', () => void shutdown('stdin closed'));
   process.stdin.on('close', () => void shutdown('stdin closed'));
 
-  try {
-    loadConfig(repo);
-  } catch (err) {
-    // Served anyway, so `status` can show the same error to the agent.
-    logger.error(isRatchetError(err) ? err.toText() : String(err));
-  }
-  await loop.excludeStateDir().catch(() => undefined); // not a git repo yet: start_session will say so
-  const holder = loop.claim();
-  if (holder) logger.warn({ holder }, 'another ratchet server drives this repo; serving read-only');
-  try {
-    const recovered = await loop.recover();
-    if (recovered.length) logger.info({ recovered }, 'picked up experiments left by a previous server');
-  } catch (err) {
-    logger.error({ err }, 'recovery failed; the tools will report the problem');
-  }
+  await start();
   const transport = new StdioServerTransport();
   transport.onclose = () => void shutdown('transport closed');
   await server.connect(transport);
@@ -107,7 +117,7 @@ async function printStatus(repo: string): Promise<number> {
   const loop = new ResearchLoop({ repo, logger: createLogger({ stderr: false }) });
   try {
     // Printing to stdout is right here: this is the CLI, not the MCP server.
-    process.stdout.write(`${JSON.stringify(loop.status(), null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(await loop.status(), null, 2)}\n`);
     return 0;
   } catch (err) {
     process.stderr.write(`ratchet: ${isRatchetError(err) ? err.toText() : String(err)}\n`);

@@ -15,6 +15,8 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 export interface CreatedServer {
   server: McpServer;
   loop: ResearchLoop;
+  /** Claims the repo (one driving server per repo, held by the OS), checks the evidence and picks up runs a previous server left. */
+  start: () => Promise<void>;
   close: () => Promise<void>;
 }
 
@@ -49,6 +51,23 @@ export function createServer(opts: Omit<LoopOptions, 'logger'> & { logger: Logge
   return {
     server,
     loop,
+    async start() {
+      try {
+        loadConfig(opts.repo);
+      } catch (err) {
+        // Served anyway, so `status` can show the same error to the agent.
+        opts.logger.error(isRatchetError(err) ? err.toText() : String(err));
+      }
+      await loop.excludeStateDir().catch(() => undefined); // not a git repo yet: start_session will say so
+      const holder = await loop.claim();
+      if (holder) opts.logger.warn({ holder }, 'another ratchet server drives this repo; serving read-only');
+      try {
+        const recovered = await loop.recover();
+        if (recovered.length) opts.logger.info({ recovered }, 'picked up experiments left by a previous server');
+      } catch (err) {
+        opts.logger.error({ err }, 'recovery failed; the tools will report the problem');
+      }
+    },
     async close() {
       await server.close();
       loop.close();

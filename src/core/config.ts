@@ -2,43 +2,85 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import picomatch from 'picomatch';
 import { RatchetError } from './errors.js';
+import { SafeRegex, RegexProblem } from './safe-regex.js';
 
 export const CONFIG_FILE = 'ratchet.json';
 
+/** Upper bounds: a typo (an extra zero) fails loudly instead of holding a GPU for a month. */
+export const LIMITS = {
+  budgetSeconds: 7 * 24 * 3600,
+  graceSeconds: 600,
+  maxLogMegabytes: 10240,
+  repeats: 50,
+  plateauWindow: 1000,
+  gpusPerRun: 64,
+  keepCrashed: 100,
+  /** Globs, inputs, metric names, constraints: far more than any real config lists. */
+  listItems: 1000,
+  /** Any single string: commands, globs, patterns, env values. */
+  stringChars: 64 * 1024,
+} as const;
+
+// execve and git take C strings: a NUL byte would silently cut a command, an env value or a path.
+const Text = z
+  .string()
+  .max(LIMITS.stringChars, `longer than ${LIMITS.stringChars} characters`)
+  .refine((s) => !s.includes('\0'), 'contains a NUL byte (\\u0000); remove it');
+
 const Command = z
-  .union([z.string().trim().min(1), z.array(z.string().min(1)).min(1)])
+  .union([Text.trim().min(1), z.array(Text.min(1)).min(1).max(LIMITS.listItems)])
   .describe('A shell string (run with /bin/sh -c) or an argv array (run directly).');
 
-const Env = z.record(z.string(), z.string()).default({}).describe('Extra environment variables for the command.');
+const EnvName = Text.regex(/^[^=]+$/, 'an environment variable name must be non-empty and contain no "="');
+const Env = z.record(EnvName, Text).default({}).describe('Extra environment variables for the command.');
 
-const MetricName = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'use letters, digits, "_", "." or "-", starting with a letter or "_"');
+const Budget = z.number().positive().max(LIMITS.budgetSeconds, `at most ${LIMITS.budgetSeconds} seconds (7 days)`);
+const Grace = z.number().min(0).max(LIMITS.graceSeconds, `at most ${LIMITS.graceSeconds} seconds`);
 
-const Regex = z.string().min(1).superRefine((source, ctx) => {
+const Globs = z.array(Text.min(1)).max(LIMITS.listItems);
+
+const MetricName = Text.regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'use letters, digits, "_", "." or "-", starting with a letter or "_"').max(200);
+
+/** The regex compiled by the linear-time engine, or the problem as a zod issue on the key. */
+function compiledOrIssue(source: string, ctx: z.RefinementCtx): SafeRegex | null {
   try {
-    const groups = new RegExp(`${source}|`).exec('')!.length - 1;
-    if (groups < 1) ctx.addIssue({ code: 'custom', message: 'the pattern needs a capture group around the number, e.g. "loss=([0-9.]+)"' });
+    return SafeRegex.compile(source, { multiline: true });
   } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(err as Error).message}` });
+    if (!(err instanceof RegexProblem)) throw err;
+    ctx.addIssue({ code: 'custom', message: err.message });
+    return null;
+  }
+}
+
+const Regex = Text.min(1).superRefine((source, ctx) => {
+  const regex = compiledOrIssue(source, ctx);
+  if (regex && regex.groupCount < 1) ctx.addIssue({ code: 'custom', message: 'the pattern needs a capture group around the number, e.g. "loss=([0-9.]+)"' });
+});
+
+const ProgressRegex = Text.min(1).superRefine((source, ctx) => {
+  const regex = compiledOrIssue(source, ctx);
+  if (regex && !(regex.groupNames.includes('value') && regex.groupNames.includes('step'))) {
+    ctx.addIssue({ code: 'custom', message: 'the pattern needs named groups "value" and "step", e.g. "step (?<step>\\d+) .*val=(?<value>[0-9.]+)"' });
   }
 });
 
-const ProgressRegex = z.string().min(1).superRefine((source, ctx) => {
-  try {
-    const names = Object.keys(new RegExp(`${source}|`).exec('')!.groups ?? {});
-    if (!names.includes('value') || !names.includes('step')) {
-      ctx.addIssue({ code: 'custom', message: 'the pattern needs named groups "value" and "step", e.g. "step (?<step>\\d+) .*val=(?<value>[0-9.]+)"' });
-    }
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(err as Error).message}` });
+/** A repo-relative path: no absolute path, no "..", nothing that leaves the repo. */
+const RepoPath = Text.min(1).superRefine((path, ctx) => {
+  if (path.startsWith('/') || /^[A-Za-z]:[\\/]/.test(path) || path.startsWith('\\')) {
+    ctx.addIssue({ code: 'custom', message: `"${path}" is absolute; give a path relative to the repo root, e.g. "data"` });
+  } else if (path.split(/[\\/]/).some((segment) => segment === '..')) {
+    ctx.addIssue({ code: 'custom', message: `"${path}" contains ".."; give a path inside the repo, e.g. "data"` });
+  } else if (path.split('/').some((segment) => segment === '.git' || segment === '.ratchet')) {
+    ctx.addIssue({ code: 'custom', message: `"${path}" is inside .git or .ratchet, which runs never see` });
   }
 });
 
 const Constraint = z
   .object({
     metric: MetricName,
+    // zod 4's number() already refuses Infinity and NaN, so bounds here are finite.
     max: z.number().optional(),
     min: z.number().optional(),
   })
@@ -48,32 +90,46 @@ const Constraint = z
 export const ConfigSchema = z
   .object({
     $schema: z.string().optional(),
-    editable: z
-      .array(z.string().min(1))
-      .min(1, 'list at least one glob the agent may edit, e.g. ["train.py"]')
-      .describe('Globs of the only paths the agent may change (the edit surface).'),
-    protected: z
-      .array(z.string().min(1))
-      .default([])
+    editable: Globs.min(1, 'list at least one glob the agent may edit, e.g. ["train.py"]').describe('Globs of the only paths the agent may change (the edit surface).'),
+    protected: Globs.default([])
       .describe('Globs of files pinned by hash at session start: evaluator, data prep, lock files. ratchet.json is always protected.'),
     run: z
       .object({
         command: Command,
-        budgetSeconds: z.number().positive().describe('Hard wall-clock limit: SIGTERM to the process tree at this point.'),
-        graceSeconds: z.number().min(0).default(10).describe('Seconds between SIGTERM and SIGKILL.'),
+        budgetSeconds: Budget.describe('Hard wall-clock limit: SIGTERM to the process tree at this point. At most 7 days.'),
+        graceSeconds: Grace.default(10).describe('Seconds between SIGTERM and SIGKILL, at most 600.'),
         env: Env,
-        maxLogMegabytes: z.number().positive().default(256).describe('A run whose log grows past this is stopped as crashed (output flood).'),
-        outputs: z
-          .array(z.string().min(1))
+        maxLogMegabytes: z
+          .number()
+          .positive()
+          .max(LIMITS.maxLogMegabytes, `at most ${LIMITS.maxLogMegabytes} (10 GiB)`)
+          .default(256)
+          .describe('A run whose log grows past this is stopped as crashed (output flood). At most 10240.'),
+        outputs: Globs.default([]).describe(
+          'Globs of untracked or ignored run outputs (checkpoints, caches) deleted before each run, so no step ever reads a previous run\'s files.',
+        ),
+        inputs: z
+          .array(RepoPath)
+          .max(LIMITS.listItems)
           .default([])
-          .describe('Globs of untracked or ignored run outputs (checkpoints, caches) deleted before each run, so no step ever reads a previous run\'s files.'),
+          .describe(
+            'Repo-relative paths of untracked inputs the run and evaluate need, such as a data folder, a virtual environment or a model cache. ' +
+              'They are made available read-only in each run\'s workspace instead of being copied. Must not overlap the editable globs or the outputs.',
+          ),
+        network: z.boolean().default(true).describe('Whether the run may use the network (in the sandbox). The evaluate step never has network.'),
       })
-      .strict(),
+      .strict()
+      .superRefine((run, ctx) => {
+        for (const [i, input] of (run.inputs ?? []).entries()) {
+          const output = (run.outputs ?? []).find((glob) => mayOverlap(input, glob));
+          if (output) ctx.addIssue({ code: 'custom', path: ['inputs', i], message: `"${input}" overlaps run.outputs glob "${output}", which is deleted before each run; list it in one of the two only` });
+        }
+      }),
     evaluate: z
       .object({
         command: Command,
-        budgetSeconds: z.number().positive(),
-        graceSeconds: z.number().min(0).default(10),
+        budgetSeconds: Budget.describe('Hard wall-clock limit of the evaluate step, at most 7 days.'),
+        graceSeconds: Grace.default(10).describe('Seconds between SIGTERM and SIGKILL, at most 600.'),
         env: Env,
       })
       .strict()
@@ -83,11 +139,13 @@ export const ConfigSchema = z
       .object({
         name: MetricName.describe('The metric to optimise, e.g. "val_bpb".'),
         direction: z.enum(['minimize', 'maximize']),
-        pattern: Regex.optional().describe('Regex with one capture group for the value; default reads "<name>: <number>" or "METRIC <name>=<number>".'),
-        secondary: z.array(MetricName).default([]).describe('Further metrics to record, e.g. "peak_vram_mb".'),
-        constraints: z.array(Constraint).default([]).describe('A run that violates a constraint cannot be kept.'),
+        pattern: Regex.optional().describe(
+          'Regex (RE2 syntax: no backreferences or lookaround) with one capture group for the value; default reads "<name>: <number>" or "METRIC <name>=<number>".',
+        ),
+        secondary: z.array(MetricName).max(LIMITS.listItems).default([]).describe('Further metrics to record, e.g. "peak_vram_mb".'),
+        constraints: z.array(Constraint).max(LIMITS.listItems).default([]).describe('A run that violates a constraint cannot be kept.'),
         progressPattern: ProgressRegex.optional().describe(
-          'Regex with named groups "value" and "step" for intermediate values; default reads "progress <name>=<number> step=<n>". Used by decision.prune.',
+          'Regex (RE2 syntax) with named groups "value" and "step" for intermediate values; default reads "progress <name>=<number> step=<n>". Used by decision.prune.',
         ),
       })
       .strict(),
@@ -99,12 +157,12 @@ export const ConfigSchema = z
           .describe('"significant": keep only a statistically clear improvement over the re-measured best. "greedy": Karpathy\'s rule, one run each, strictly better keeps.'),
         confidence: z.number().gt(0.5).lt(1).default(0.95).describe('Confidence of the interval a keep must clear (significant rule).'),
         minEffect: z.number().min(0).default(0).describe('Smallest improvement worth keeping, in metric units; the interval must clear it.'),
-        maxRepeats: z.number().int().min(2).max(50).default(5).describe('Most candidate/best pairs measured for one experiment (significant rule).'),
+        maxRepeats: z.number().int().min(2).max(LIMITS.repeats).default(5).describe('Most candidate/best pairs measured for one experiment (significant rule).'),
         baselineRepeats: z
           .number()
           .int()
           .min(1)
-          .max(50)
+          .max(LIMITS.repeats)
           .optional()
           .describe('Runs of the baseline at session start that calibrate the noise; default 3 under "significant", 1 under "greedy".'),
         prune: z.boolean().default(false).describe('Stop a candidate run whose intermediate values are clearly worse than the best\'s at the same step; it is recorded as pruned.'),
@@ -114,7 +172,7 @@ export const ConfigSchema = z
           .max(1)
           .default(0.25)
           .describe('Fraction of the best\'s learning curve (by step) before any run may be pruned.'),
-        plateauWindow: z.number().int().min(2).default(10).describe('status reports a plateau when this many experiments in a row brought no keep.'),
+        plateauWindow: z.number().int().min(2).max(LIMITS.plateauWindow).default(10).describe('status reports a plateau when this many experiments in a row brought no keep.'),
       })
       .strict()
       .prefault({})
@@ -122,12 +180,57 @@ export const ConfigSchema = z
     gpu: z
       .object({
         required: z.boolean().default(false).describe('Refuse to start a session when no GPU answers nvidia-smi.'),
-        perRun: z.number().int().min(1).default(1).describe('GPUs given to each run through CUDA_VISIBLE_DEVICES.'),
+        perRun: z.number().int().min(1).max(LIMITS.gpusPerRun).default(1).describe('GPUs given to each run through CUDA_VISIBLE_DEVICES.'),
       })
       .strict()
       .optional(),
+    sandbox: z
+      .enum(['auto', 'required', 'off'])
+      .default('auto')
+      .describe(
+        '"auto": run each step in an OS sandbox where one works (bubblewrap on Linux), else run without and say so. ' +
+          '"required": refuse to start without a working sandbox. "off": never sandbox.',
+      ),
+    workspaces: z
+      .object({
+        keepCrashed: z
+          .number()
+          .int()
+          .min(0)
+          .max(LIMITS.keepCrashed)
+          .default(5)
+          .describe('Workspaces of crashed runs kept for inspection (read_log and status say where); older ones are removed.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('The per-run workspaces that runs and evaluate steps execute in.'),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    // Guarded: zod still runs this refinement when some keys above have issues of their own.
+    for (const [i, input] of (config.run?.inputs ?? []).entries()) {
+      const glob = (config.editable ?? []).find((g) => mayOverlap(input, g));
+      if (glob) {
+        ctx.addIssue({ code: 'custom', path: ['run', 'inputs', i], message: `"${input}" overlaps editable glob "${glob}"; inputs are read-only, so keep them outside the edit surface` });
+      }
+    }
+  });
+
+/**
+ * Whether `glob` could match `path` or a file under it, compared segment by segment:
+ * a "**" segment can reach anything, and a glob that stops above `path` is treated as reaching into it.
+ */
+export function mayOverlap(path: string, glob: string): boolean {
+  const pathSegments = path.replace(/\/+$/, '').split('/').filter((s) => s !== '' && s !== '.');
+  const globSegments = glob.replace(/^\.\//, '').split('/').filter((s) => s !== '');
+  for (let i = 0; i < pathSegments.length; i++) {
+    const g = globSegments[i];
+    if (g === undefined) return true; // the glob names an ancestor of the path
+    if (g === '**') return true;
+    if (!picomatch.isMatch(pathSegments[i] as string, g, { dot: true })) return false;
+  }
+  return true; // the path is matched, or files under it may be
+}
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type CommandSpec = Config['run']['command'];
@@ -140,10 +243,18 @@ export function baselineRepeatsOf(config: Config): number {
 /** Formats zod issues as "key.path: problem" lines a person can act on. */
 export function describeIssues(error: z.ZodError): string[] {
   return error.issues.map((issue) => {
-    const key = issue.path.length ? issue.path.join('.') : '(top level)';
-    if (issue.code === 'unrecognized_keys') return `${key}: unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    const key = issue.path.length ? issue.path.map((segment) => printable(String(segment))).join('.') : '(top level)';
+    if (issue.code === 'unrecognized_keys') return `${key}: unknown key(s) ${issue.keys.map((k) => `"${printable(k)}"`).join(', ')}`;
+    // A bad record key (an env name): say what is wrong with the name, not just that it is invalid.
+    if (issue.code === 'invalid_key') return `${key}: ${issue.issues.map((inner) => inner.message).join('; ')}`;
     return `${key}: ${issue.message}`;
   });
+}
+
+/** Control characters escaped, so a key with a NUL byte still prints as one readable line. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 export function parseConfig(raw: unknown, source = CONFIG_FILE): Config {

@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'gpu_unavailable'
   | 'invalid_argument'
   | 'locked'
+  | 'sandbox_unavailable'
+  | 'tampered'
   | 'internal';
 
 export class RatchetError extends Error {

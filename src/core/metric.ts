@@ -1,10 +1,11 @@
 // Reads the metric (and secondary metrics) a run printed: "<name>: <number>", "METRIC <name>=<number>" or a custom regex.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { RatchetError } from './errors.js';
+import { compileSafeRegex } from './safe-regex.js';
 
 export interface MetricSpec {
   name: string;
-  /** Regex with one capture group around the number; the last match in the text wins. */
+  /** Regex (RE2 syntax) with a capture group around the number; the last match in the text wins. */
   pattern?: string;
   secondary: string[];
 }
@@ -16,6 +17,11 @@ export interface ParsedMetrics {
   secondary: Record<string, number>;
   /** The line the primary value was read from, kept for the record even when it held no number. */
   line: string | null;
+  /**
+   * How many times the primary metric was reported in the text (every match, number or not).
+   * More than one, without an evaluate step, means the run printed its own metric line more than once.
+   */
+  count: number;
 }
 
 export const DEFAULT_TAIL_BYTES = 1024 * 1024;
@@ -28,10 +34,10 @@ export function parseMetrics(text: string, spec: MetricSpec): ParsedMetrics {
   const primary = spec.pattern !== undefined ? lastPatternMatch(text, spec.pattern) : lastReport(lines, spec.name);
   const secondary: Record<string, number> = {};
   for (const name of spec.secondary) {
-    const value = lastReport(lines, name)?.value ?? null;
+    const value = lastReport(lines, name).last?.value ?? null;
     if (value !== null) secondary[name] = value;
   }
-  return { value: primary?.value ?? null, secondary, line: primary?.line ?? null };
+  return { value: primary.last?.value ?? null, secondary, line: primary.last?.line ?? null, count: primary.count };
 }
 
 /**
@@ -69,35 +75,45 @@ export function readMetricText(logPath: string, maxBytes = DEFAULT_TAIL_BYTES): 
   }
 }
 
-/**
- * The last line reporting `name` in either default form. The last report decides even when it is
- * not a number: a run that printed a good value and then diverged to nan must read as missing.
- */
-function lastReport(lines: string[], name: string): { value: number | null; line: string } | null {
-  const escaped = escapeRegExp(name);
-  const report = new RegExp(`^\\s*(?:${escaped}\\s*:|METRIC\\s+${escaped}\\s*=)(.*)$`);
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const line = lines[i] as string;
-    const m = report.exec(line);
-    if (m) return { value: toNumber(m[1] ?? ''), line };
-  }
-  return null;
+interface Reports {
+  /** The last report decides even when it is not a number: a run that printed a good value and then diverged to nan must read as missing. */
+  last: { value: number | null; line: string } | null;
+  count: number;
 }
 
-function lastPatternMatch(text: string, pattern: string): { value: number | null; line: string } | null {
-  let regex: RegExp;
-  try {
-    // Multiline so ^ and $ work per line; CRLF is folded first so "$" is not stuck behind a "\r".
-    regex = new RegExp(pattern, 'gm');
-  } catch (err) {
-    throw new RatchetError('config_invalid', `metric.pattern is not a valid regular expression: ${(err as Error).message}`, 'Fix metric.pattern in ratchet.json before starting the session.');
+/** Reports of `name` in either default form. The regex is built here from an escaped name, so it cannot backtrack badly. */
+function lastReport(lines: string[], name: string): Reports {
+  const escaped = escapeRegExp(name);
+  const report = new RegExp(`^\\s*(?:${escaped}\\s*:|METRIC\\s+${escaped}\\s*=)(.*)$`);
+  let last: Reports['last'] = null;
+  let count = 0;
+  for (const line of lines) {
+    const m = report.exec(line);
+    if (!m) continue;
+    count++;
+    last = { value: toNumber(m[1] ?? ''), line };
   }
+  return { last, count };
+}
+
+function lastPatternMatch(text: string, pattern: string): Reports {
+  // Multiline so ^ and $ work per line; CRLF is folded first so "$" is not stuck behind a "\r".
+  const regex = compileSafeRegex(pattern, {
+    multiline: true,
+    label: 'metric.pattern',
+    code: 'config_invalid',
+    hint: 'Fix metric.pattern in ratchet.json before starting the session.',
+  });
   const normalized = text.replace(/\r\n?/g, '\n');
-  let last: RegExpExecArray | null = null;
-  for (const m of normalized.matchAll(regex)) last = m;
-  if (!last) return null;
-  const captured = last.slice(1).find((g) => g !== undefined) ?? '';
-  return { value: toNumber(captured), line: lineAround(normalized, last.index ?? 0) };
+  let last: ReturnType<typeof regex.exec> = null;
+  let count = 0;
+  for (const m of regex.matchAll(normalized)) {
+    last = m;
+    count++;
+  }
+  if (!last) return { last: null, count };
+  const captured = last.groups.find((g) => g !== undefined) ?? '';
+  return { last: { value: toNumber(captured), line: lineAround(normalized, last.index) }, count };
 }
 
 function toNumber(raw: string): number | null {

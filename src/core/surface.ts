@@ -1,18 +1,14 @@
-// The edit surface: which paths an experiment may change, and hash pins that keep protected files (tracked or ignored) untouched.
+// The edit surface: which paths an experiment may change, found on disk without trusting ignore files, and hash pins that keep protected files untouched.
 import { createHash } from 'node:crypto';
 import { createReadStream, constants as fsConstants } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
-import { execa } from 'execa';
-import picomatch from 'picomatch';
 import { RatchetError } from './errors.js';
+import { Git, isInternal, runGit, type TreeEntry } from './git.js';
+import { globDirMatcher, globMatcher, type PathMatcher } from './globs.js';
 
 /** Always protected, whatever the config says: the rules must not change under a running session. */
 export const CONFIG_PATH = 'ratchet.json';
-
-/** ratchet's own state and git's; never part of the surface and skipped by every check. */
-const INTERNAL_DIRS = ['.ratchet', '.git'];
 
 /** Hashing many small pinned files one at a time is slow; more than this in flight only thrashes the disk. */
 const HASH_CONCURRENCY = 8;
@@ -36,13 +32,31 @@ export interface ChangedPath {
 
 export interface Violation {
   path: string;
-  reason: 'outside_surface' | 'protected_changed' | 'protected_deleted' | 'protected_added' | 'symlink_escapes_surface';
+  reason: 'outside_surface' | 'protected_changed' | 'protected_deleted' | 'protected_added' | 'symlink_escapes_surface' | 'nested_repository';
   detail: string;
   /** A shell command that undoes this violation, when one is known. */
   fix?: string;
 }
 
-type Matcher = (path: string) => boolean;
+export interface SurfaceScan {
+  /** The commit the scan compared against. */
+  base: string;
+  changed: ChangedPath[];
+  violations: Violation[];
+  /** Every file and symlink inside the surface on disk, ignored or not: what the candidate commit holds for the surface. */
+  surfaceFiles: string[];
+  /** Surface paths of the base commit that are gone from disk. */
+  removed: string[];
+  /** The blob written for each surface file, so the candidate holds exactly the bytes that were checked. */
+  entries: Map<string, TreeEntry>;
+}
+
+export interface SurfaceRules {
+  editable: string[];
+  protectedGlobs: string[];
+  /** Declared run outputs (`run.outputs`): never part of the surface. */
+  outputs?: string[];
+}
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -50,10 +64,11 @@ type Matcher = (path: string) => boolean;
 
 /**
  * Hashes every existing file matching a protected glob or ratchet.json: tracked, untracked and
- * git-ignored alike (protected data files are usually ignored). Symlinks are pinned by their target string.
+ * git-ignored alike (protected data files are usually ignored), found by reading directories.
+ * Symlinks are pinned by their target string.
  */
 export async function pinProtected(repo: string, protectedGlobs: string[]): Promise<Pin[]> {
-  await assertTopLevel(repo);
+  await assertTopLevel(new Git(repo));
   const paths = await protectedPaths(repo, protectedGlobs);
   const pins = await mapLimit(paths, HASH_CONCURRENCY, (p) => pinOf(repo, p));
   return pins.filter((p): p is Pin => p !== null).sort(byPath);
@@ -132,91 +147,78 @@ export async function restorePinned(repo: string, pins: Pin[], storeDir: string,
 }
 
 /**
- * Paths that differ between baseCommit and the working tree: tracked changes (staged or not) and
- * untracked files that are not ignored. Ignored files and ratchet's own state are left out.
+ * The full check before an experiment is run or kept, and the material for its candidate commit.
+ * Inside the surface (editable, not protected, not a declared output) every file on disk counts,
+ * whatever .gitignore, .git/info/exclude or core.excludesFile say: the walk reads directories
+ * itself. Outside it, tracked files are compared by content hashed without filters, and new files
+ * git does not ignore are reported. Every pin must still hold, no new protected file may appear,
+ * no changed path may reach outside the surface through a symlink, and the surface may hold no
+ * nested repository.
  */
-export async function changedPaths(repo: string, baseCommit: string): Promise<ChangedPath[]> {
-  await assertTopLevel(repo);
-  const base = await resolveCommit(repo, baseCommit);
-  const untracked = await withScratchIndex(repo, (env) => git(repo, ['ls-files', '--others', '--exclude-standard', '-z'], env));
-  // The diff hashes the whole working tree into a fresh index built from the base, exactly as the
-  // candidate commit is built: no stat cache, so no edit can hide behind a matching size and mtime.
-  const diff = await withFreshIndex(repo, base, async (env) => {
-    await git(repo, ['add', '-A', '--', '.'], env);
-    return git(
-      repo,
-      ['-c', 'core.quotepath=off', 'diff', '--cached', '--name-status', '-z', '-M', '--no-ext-diff', '--no-textconv', '--ignore-submodules=none', base, '--'],
-      env,
-    );
-  });
+export async function scanSurface(opts: SurfaceRules & { repo: string; git?: Git; baseCommit: string; pins: Pin[] }): Promise<SurfaceScan> {
+  const { repo, pins, protectedGlobs } = opts;
+  const git = opts.git ?? new Git(repo);
+  const base = await topLevelCommit(git, opts.baseCommit);
+  const rules = surfaceRules(opts);
 
-  const changed = new Map<string, ChangedPath>();
-  for (const c of parseNameStatus(diff)) changed.set(c.path, c);
-  for (const raw of splitZ(untracked)) {
-    // An untracked nested repository shows up as "dir/"; `git add -A` would record it as a gitlink.
-    const path = raw.endsWith('/') ? raw.slice(0, -1) : raw;
-    const tracked = changed.get(path);
-    // Removed from the index but still on disk (`git rm --cached`): present, so it counts as a change of content.
-    changed.set(path, tracked ? { ...tracked, status: tracked.status === 'deleted' ? 'modified' : tracked.status, untracked: true } : { path, status: 'added', untracked: true });
-  }
-  return [...changed.values()]
-    .map((c): ChangedPath => (c.from !== undefined && isInternal(c.from) ? { path: c.path, status: 'added', untracked: c.untracked } : c))
-    .filter((c) => !isInternal(c.path))
-    .sort(byPath);
+  const [baseTree, indexed, others, walked] = await Promise.all([
+    git.lsTree(base),
+    git.lsFiles(['--cached']),
+    git.lsFiles(['--others', '--exclude-standard']),
+    walk(repo, { enter: (dir) => rules.enterable(dir) && !rules.isOutputDir(dir), take: rules.inSurface, intoNested: false }),
+  ]);
+  const outside = [...new Set([...baseTree.keys(), ...indexed, ...others])].filter((p) => !p.endsWith('/') && !isInternal(p) && !rules.inSurface(p));
+  const [surfaceEntries, outsideEntries] = await Promise.all([
+    git.hashFiles(walked.files),
+    git.hashFiles(await withoutSymlinkedParents(repo, outside), { write: false }),
+  ]);
+  const now = new Map([...outsideEntries, ...surfaceEntries]);
+  const surfaceFiles = walked.files.filter((p) => surfaceEntries.has(p));
+
+  const nested = new Set(walked.nested);
+  for (const [path, e] of baseTree) if (e.mode === '160000' && (rules.inSurface(path) || rules.enterable(path))) nested.add(path);
+  // An untracked nested repository outside the surface is listed as "dir/": a change outside the surface, as before.
+  const untrackedRepos = others.filter((p) => p.endsWith('/')).map((p) => p.slice(0, -1)).filter((p) => !nested.has(p) && !isInternal(p));
+
+  // Declared outputs are the run's products: never committed, so never a change.
+  const changed = compareTrees(baseTree, now, new Set(indexed), untrackedRepos).filter((c) => !rules.isOutput(c.path));
+  const removed = [...baseTree.keys()].filter((p) => rules.inSurface(p) && baseTree.get(p)!.mode !== '160000' && !now.has(p)).sort();
+  const violations = await surfaceViolations({ repo, changed, pins, protectedGlobs, rules, nested: [...nested], unreadable: walked.unreadable });
+  return { base, changed, violations, surfaceFiles, removed, entries: surfaceEntries };
 }
 
 /**
- * The full check before an experiment is run or kept: every changed path (both sides of a rename)
- * must be editable and not protected, every pin must still hold, no new protected file may appear,
- * and no changed path may reach outside the surface through a symlink.
+ * The candidate commit: `parent`'s tree with the scan's surface files put in (their blobs as
+ * scanned, not re-read) and its removed paths deleted. Everything outside the surface is the
+ * parent's, so a clean checkout of the commit holds exactly what was checked.
  */
-export async function checkEditSurface(opts: {
-  repo: string;
-  baseCommit: string;
-  editable: string[];
-  pins: Pin[];
-  protectedGlobs: string[];
-}): Promise<{ changed: ChangedPath[]; violations: Violation[] }> {
-  const { repo, editable, pins, protectedGlobs } = opts;
-  const changed = await changedPaths(repo, opts.baseCommit);
-  const isEditable = matcher(editable);
-  const isProtected = protectedMatcher(protectedGlobs);
-  const pinned = new Set(pins.map((p) => p.path));
-
-  // One violation per path, most specific first: pin checks, then the surface, then symlinks.
-  const violations = new Map<string, Violation>();
-  const add = (v: Violation) => {
-    if (!violations.has(v.path)) violations.set(v.path, v);
-  };
-
-  for (const v of await verifyPins(repo, pins, protectedGlobs)) add(v);
-
-  for (const c of changed) {
-    for (const side of sidesOf(c)) {
-      const { path, removed, note } = side;
-      const fix = undoCommand(c, path, removed);
-      if (isProtected(path)) {
-        // A pinned path is judged by its hash above: content equal to the pin is what the session started with.
-        if (pinned.has(path)) continue;
-        add(
-          removed
-            ? { path, reason: 'protected_deleted', detail: `protected path ${note}`, fix }
-            : { path, reason: 'protected_added', detail: `new file matches a protected glob and was not pinned at session start (${note})`, fix },
-        );
-      } else if (!isEditable(path)) {
-        add({ path, reason: 'outside_surface', detail: `${note}, but it is not in the editable surface`, fix });
-      }
-    }
+export async function commitCandidate(opts: { git: Git; parent: string; scan: SurfaceScan; message: string }): Promise<{ commit: string; tree: string }> {
+  const { git, parent, scan } = opts;
+  if (scan.violations.length) {
+    throw new RatchetError('surface_violation', `Cannot commit a candidate that breaks the session's rules.\n${describeViolations(scan.violations)}`, 'Undo the listed changes, then call run_experiment again.', {
+      violations: scan.violations,
+    });
   }
+  const tree = await git.buildTree(parent, scan.entries, scan.removed);
+  return { tree, commit: await git.commitTree(tree, [parent], opts.message) };
+}
 
-  const realRepo = await realpath(repo);
-  for (const c of changed) {
-    if (c.status === 'deleted') continue;
-    const escape = await symlinkEscape(repo, realRepo, c.path, isEditable, isProtected);
-    if (escape) add({ path: c.path, reason: 'symlink_escapes_surface', detail: escape, fix: undoCommand(c, c.path, false) });
-  }
+/**
+ * The same check without building anything, as the loop has used it: changes against baseCommit
+ * and the violations they make.
+ */
+export async function checkEditSurface(opts: SurfaceRules & { repo: string; baseCommit: string; pins: Pin[] }): Promise<{ changed: ChangedPath[]; violations: Violation[] }> {
+  const { changed, violations } = await scanSurface(opts);
+  return { changed, violations };
+}
 
-  return { changed, violations: [...violations.values()].sort(byPath) };
+/**
+ * Paths that differ between baseCommit and the working tree, as git would see them: tracked files
+ * (compared by content, without filters) and untracked files that are not ignored. Ratchet's own
+ * state is left out. Exact renames are paired.
+ */
+export async function changedPaths(repo: string, baseCommit: string): Promise<ChangedPath[]> {
+  return (await scanSurface({ repo, baseCommit, editable: [], protectedGlobs: [], pins: [] })).changed;
 }
 
 /**
@@ -225,20 +227,8 @@ export async function checkEditSurface(opts: {
  * the trusted evaluate step reads anything.
  */
 export async function verifyPins(repo: string, pins: Pin[], protectedGlobs: string[]): Promise<Violation[]> {
-  await assertTopLevel(repo);
-  const realRepo = await realpath(repo);
-  const violations: Violation[] = [];
-
-  const checks = await mapLimit(pins, HASH_CONCURRENCY, async (pin) => pinViolation(repo, realRepo, pin));
-  for (const v of checks) if (v) violations.push(v);
-
-  const pinned = new Set(pins.map((p) => p.path));
-  for (const path of await protectedPaths(repo, protectedGlobs)) {
-    if (!pinned.has(path)) {
-      violations.push({ path, reason: 'protected_added', detail: 'new file matches a protected glob and was not pinned at session start', fix: `rm -- ${shellQuote(path)}` });
-    }
-  }
-  return violations.sort(byPath);
+  await assertTopLevel(new Git(repo));
+  return pinViolations(repo, pins, protectedGlobs);
 }
 
 /** What went wrong, path by path, and the commands that fix it; written for the agent to act on. */
@@ -272,6 +262,14 @@ export function describeViolations(v: Violation[]): string {
         'If the run writes it, send the output elsewhere, or narrow "protected" in ratchet.json before starting the session.',
     );
   }
+  const nested = of('nested_repository');
+  if (nested.length) {
+    lines.push(
+      `  - Move ${list(nested)} out of the editable surface: a nested git repository or submodule keeps its files out of the candidate commit, ` +
+        'so a clean checkout of the branch would not hold the code that was measured. ' +
+        'To make its files ordinary files of this repository instead, delete its .git (after saving anything you need from its history).',
+    );
+  }
   const links = of('symlink_escapes_surface');
   if (links.length) {
     lines.push(
@@ -292,24 +290,35 @@ const REASON_TEXT: Record<Violation['reason'], string> = {
   protected_deleted: 'protected file deleted',
   protected_added: 'new file under a protected glob',
   symlink_escapes_surface: 'symlink reaches outside the editable surface',
+  nested_repository: 'nested git repository inside the editable surface',
 };
 
-function normalizeGlob(glob: string): string {
-  return glob.startsWith('./') ? glob.slice(2) : glob;
+interface Rules {
+  isEditable: PathMatcher;
+  isProtected: PathMatcher;
+  isOutput: PathMatcher;
+  /** Editable, not protected, not a declared output, not ratchet's or git's own. */
+  inSurface: PathMatcher;
+  /** A directory the walk must enter because an editable file may lie below it. */
+  enterable: PathMatcher;
+  /** A directory all of whose files are declared outputs (`out/**`), skipped whole. */
+  isOutputDir: PathMatcher;
 }
 
-/** picomatch rejects an empty list; an empty list matches nothing. The "s" flag lets `**` match names containing a newline. */
-function matcher(globs: string[]): Matcher {
-  const list = globs.map(normalizeGlob).filter((g) => g.length > 0);
-  return list.length ? picomatch(list, { dot: true, flags: 's' }) : () => false;
-}
-
-function protectedMatcher(protectedGlobs: string[]): Matcher {
-  return matcher([...protectedGlobs, CONFIG_PATH]);
-}
-
-function isInternal(path: string): boolean {
-  return INTERNAL_DIRS.some((dir) => path === dir || path.startsWith(`${dir}/`));
+function surfaceRules(r: SurfaceRules): Rules {
+  const isEditable = globMatcher(r.editable);
+  const isProtected = globMatcher([...r.protectedGlobs, CONFIG_PATH]);
+  const isOutput = globMatcher(r.outputs ?? []);
+  const editableDir = globDirMatcher(r.editable);
+  return {
+    isEditable,
+    isProtected,
+    isOutput,
+    inSurface: (p) => isEditable(p) && !isProtected(p) && !isOutput(p) && !isInternal(p),
+    enterable: (dir) => editableDir(dir) && !isInternal(dir),
+    // Two probe names no real file can have: a directory whose every descendant is an output.
+    isOutputDir: (dir) => isOutput(`${dir}/\0a`) && isOutput(`${dir}/\0a/\0b`),
+  };
 }
 
 /** The command that puts one side of a change back the way the base commit had it. */
@@ -326,35 +335,174 @@ function sidesOf(c: ChangedPath): { path: string; removed: boolean; note: string
   return sides;
 }
 
+async function surfaceViolations(opts: {
+  repo: string;
+  changed: ChangedPath[];
+  pins: Pin[];
+  protectedGlobs: string[];
+  rules: Rules;
+  nested: string[];
+  unreadable: string[];
+}): Promise<Violation[]> {
+  const { repo, changed, pins, rules } = opts;
+  const pinned = new Set(pins.map((p) => p.path));
+  // One violation per path, most specific first: pin checks, then nested repositories, then the surface, then symlinks.
+  const violations = new Map<string, Violation>();
+  const add = (v: Violation) => {
+    if (!violations.has(v.path)) violations.set(v.path, v);
+  };
+
+  for (const v of await pinViolations(repo, pins, opts.protectedGlobs)) add(v);
+  for (const path of opts.nested) {
+    add({ path, reason: 'nested_repository', detail: 'it has its own .git or is a submodule, so its files cannot be part of the candidate commit' });
+  }
+  for (const path of opts.unreadable) {
+    add({ path, reason: 'outside_surface', detail: 'its name is not valid UTF-8, so ratchet cannot commit it; rename it', fix: `rm -rf -- ${shellQuote(path)}` });
+  }
+
+  for (const c of changed) {
+    for (const { path, removed, note } of sidesOf(c)) {
+      const fix = undoCommand(c, path, removed);
+      if (rules.isProtected(path)) {
+        // A pinned path is judged by its hash above: content equal to the pin is what the session started with.
+        if (pinned.has(path)) continue;
+        add(
+          removed
+            ? { path, reason: 'protected_deleted', detail: `protected path ${note}`, fix }
+            : { path, reason: 'protected_added', detail: `new file matches a protected glob and was not pinned at session start (${note})`, fix },
+        );
+      } else if (!rules.inSurface(path)) {
+        add({ path, reason: 'outside_surface', detail: `${note}, but it is not in the editable surface`, fix });
+      }
+    }
+  }
+
+  const realRepo = await realpath(repo);
+  for (const c of changed) {
+    if (c.status === 'deleted') continue;
+    const escape = await symlinkEscape(repo, realRepo, c.path, rules.isEditable, rules.isProtected);
+    if (escape) add({ path: c.path, reason: 'symlink_escapes_surface', detail: escape, fix: undoCommand(c, c.path, false) });
+  }
+  return [...violations.values()].sort(byPath);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Walking and comparing
+// ---------------------------------------------------------------------------------------------
+
+interface Walked {
+  /** Files and symlinks taken, sorted. */
+  files: string[];
+  /** Directories with their own .git (file or directory) that the walk reached. */
+  nested: string[];
+  /** Entries whose name is not valid UTF-8: no string path can name them. */
+  unreadable: string[];
+}
+
+/**
+ * Reads directories from the repo root, entering only those `enter` allows; ignore files play no
+ * part. Symlinked directories are not followed, and `.git` and `.ratchet` at the top are skipped.
+ */
+async function walk(repo: string, opts: { enter: PathMatcher; take: PathMatcher; intoNested: boolean }): Promise<Walked> {
+  const out: Walked = { files: [], nested: [], unreadable: [] };
+  const visit = async (rel: string): Promise<void> => {
+    const entries = await readdir(rel ? join(repo, rel) : repo, { withFileTypes: true, encoding: 'buffer' }).catch(() => []);
+    const names = entries.map((e) => e.name.toString('utf8'));
+    if (rel && names.includes('.git')) {
+      out.nested.push(rel);
+      if (!opts.intoNested) return;
+    }
+    const subdirs: string[] = [];
+    entries.forEach((entry, i) => {
+      const name = names[i]!;
+      const path = rel ? `${rel}/${name}` : name;
+      if (name === '.git' || isInternal(path)) return;
+      const isDir = entry.isDirectory();
+      if (!isDir && !entry.isFile() && !entry.isSymbolicLink()) return;
+      if (!(isDir ? opts.enter(path) : opts.take(path))) return;
+      if (!Buffer.from(name, 'utf8').equals(entry.name)) out.unreadable.push(path);
+      else if (isDir) subdirs.push(path);
+      else out.files.push(path);
+    });
+    await Promise.all(subdirs.map(visit));
+  };
+  await visit('');
+  for (const list of Object.values(out)) list.sort();
+  return out;
+}
+
+/** Paths whose parent directories are all real directories: a file reached through a symlinked directory is not the tracked file. */
+async function withoutSymlinkedParents(repo: string, paths: string[]): Promise<string[]> {
+  const cache = new Map<string, Promise<boolean>>();
+  const isRealDir = (dir: string): Promise<boolean> => {
+    let known = cache.get(dir);
+    if (!known) {
+      known = (async () => {
+        if (dir === '.') return true;
+        if (!(await isRealDir(posix.dirname(dir)))) return false;
+        return (await lstat(join(repo, dir)).catch(() => null))?.isDirectory() ?? false;
+      })();
+      cache.set(dir, known);
+    }
+    return known;
+  };
+  const ok = await Promise.all(paths.map((p) => isRealDir(posix.dirname(p))));
+  return paths.filter((_, i) => ok[i]);
+}
+
+/** Changes from the base tree to what is on disk now; exact renames (same content and kind) are paired. */
+function compareTrees(base: Map<string, TreeEntry>, now: Map<string, TreeEntry>, indexed: Set<string>, untrackedRepos: string[]): ChangedPath[] {
+  const kind = (mode: string) => (mode === '120000' ? 'link' : 'file');
+  const changed: ChangedPath[] = [];
+  const deleted: string[] = [];
+  for (const [path, b] of base) {
+    if (b.mode === '160000') continue;
+    const n = now.get(path);
+    if (!n) deleted.push(path);
+    else if (n.oid !== b.oid || n.mode !== b.mode) changed.push({ path, status: kind(n.mode) === kind(b.mode) ? 'modified' : 'typechange', untracked: !indexed.has(path) });
+  }
+  const added = new Map<string, string[]>();
+  for (const [path, n] of now) {
+    if (base.has(path)) continue;
+    const key = `${kind(n.mode)} ${n.oid}`;
+    added.set(key, [...(added.get(key) ?? []), path]);
+  }
+  for (const from of deleted.sort()) {
+    const b = base.get(from)!;
+    const to = added.get(`${kind(b.mode)} ${b.oid}`)?.shift();
+    changed.push(to !== undefined ? { path: to, status: 'renamed', from, untracked: !indexed.has(to) } : { path: from, status: 'deleted', untracked: false });
+  }
+  for (const paths of added.values()) for (const path of paths) changed.push({ path, status: 'added', untracked: !indexed.has(path) });
+  for (const path of untrackedRepos) changed.push({ path, status: 'added', untracked: true });
+  return changed.sort(byPath);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pins
 // ---------------------------------------------------------------------------------------------
 
-/**
- * Existing files and symlinks matching a protected glob or ratchet.json, including ignored ones.
- * `git ls-files` is limited to the globs' literal base directories so a big ignored tree elsewhere is not walked.
- */
-async function protectedPaths(repo: string, protectedGlobs: string[]): Promise<string[]> {
-  const globs = [...protectedGlobs.map(normalizeGlob), CONFIG_PATH];
-  const isProtected = protectedMatcher(protectedGlobs);
-  const listed = await git(repo, ['ls-files', '-z', '--cached', '--others', '--', ...pathspecsFor(globs)]);
-  const candidates = [...new Set(splitZ(listed))].filter((p) => !p.endsWith('/') && !isInternal(p) && isProtected(p));
-  const kinds = await mapLimit(candidates, HASH_CONCURRENCY, async (p) => {
-    const st = await lstat(join(repo, p)).catch(() => null);
-    return st && (st.isFile() || st.isSymbolicLink()) ? p : null;
-  });
-  return kinds.filter((p): p is string => p !== null).sort();
+async function pinViolations(repo: string, pins: Pin[], protectedGlobs: string[]): Promise<Violation[]> {
+  const realRepo = await realpath(repo);
+  const violations: Violation[] = [];
+  const checks = await mapLimit(pins, HASH_CONCURRENCY, async (pin) => pinViolation(repo, realRepo, pin));
+  for (const v of checks) if (v) violations.push(v);
+  const pinned = new Set(pins.map((p) => p.path));
+  for (const path of await protectedPaths(repo, protectedGlobs)) {
+    if (!pinned.has(path)) {
+      violations.push({ path, reason: 'protected_added', detail: 'new file matches a protected glob and was not pinned at session start', fix: `rm -- ${shellQuote(path)}` });
+    }
+  }
+  return violations.sort(byPath);
 }
 
-/** Literal base directories of the globs as git pathspecs; none (the whole tree) when any glob has no literal base. */
-function pathspecsFor(globs: string[]): string[] {
-  const bases: string[] = [];
-  for (const glob of globs) {
-    const scan = picomatch.scan(glob);
-    if (!scan.base || scan.negated || scan.base.includes('\\')) return [];
-    bases.push(`:(literal)${scan.base}`);
-  }
-  return [...new Set(bases)];
+/**
+ * Existing files and symlinks matching a protected glob or ratchet.json, ignored ones included,
+ * inside nested repositories too. Only directories a protected glob can reach are read.
+ */
+async function protectedPaths(repo: string, protectedGlobs: string[]): Promise<string[]> {
+  const globs = [...protectedGlobs, CONFIG_PATH];
+  const { files } = await walk(repo, { enter: globDirMatcher(globs), take: globMatcher(globs), intoNested: true });
+  return files;
 }
 
 async function pinOf(repo: string, path: string): Promise<Pin | null> {
@@ -409,7 +557,7 @@ async function storedCopyIsIntact(stored: string, sha: string): Promise<boolean>
  * Why `path` (a changed, existing path) reaches outside the surface through a symlink, itself or a
  * parent directory; null when it does not. Dangling links are judged by where they would point.
  */
-async function symlinkEscape(repo: string, realRepo: string, path: string, isEditable: Matcher, isProtected: Matcher): Promise<string | null> {
+async function symlinkEscape(repo: string, realRepo: string, path: string, isEditable: PathMatcher, isProtected: PathMatcher): Promise<string | null> {
   const abs = join(repo, path);
   const st = await lstat(abs).catch(() => null);
   if (!st) return null;
@@ -446,122 +594,30 @@ function parentOf(path: string): string {
 // Git
 // ---------------------------------------------------------------------------------------------
 
-/** Variables that would point git at another repo or index than the one asked about. */
-const GIT_REDIRECTS = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_COMMON_DIR', 'GIT_OBJECT_DIRECTORY'];
-
-function gitEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of GIT_REDIRECTS) delete env[key];
-  // Belt and braces for the read-only commands: no opportunistic index refresh under a lock.
-  env.GIT_OPTIONAL_LOCKS = '0';
-  return { ...env, ...extra };
+/** Paths from git are relative to the top level; checking from a subdirectory would miss changes elsewhere. */
+async function assertTopLevel(git: Git): Promise<void> {
+  const prefix = (await runGit(git.repo, ['rev-parse', '--show-prefix'])).stdout.toString('utf8').trim();
+  if (prefix !== '') throw notTopLevel(git.repo, prefix);
 }
 
-async function git(repo: string, args: string[], extraEnv?: Record<string, string>): Promise<string> {
-  const result = await execa('git', args, {
-    cwd: repo,
-    env: gitEnv(extraEnv),
-    extendEnv: false,
-    stripFinalNewline: false,
-    reject: false,
-    maxBuffer: 1024 * 1024 * 1024,
-  });
-  if (result.exitCode !== 0 || result.failed) {
-    const why = String(result.stderr || result.shortMessage || '').trim();
-    const sub = args[0] === '-c' ? args[2] : args[0];
-    throw new RatchetError(
-      'git_state',
-      `git ${sub} failed in ${repo}: ${why}`,
-      'Check that the repo is a healthy git work tree (`git status` there), then call the tool again.',
-      { args, exitCode: result.exitCode },
-    );
-  }
-  return String(result.stdout);
-}
-
-/**
- * Runs `fn` with GIT_INDEX_FILE pointing at a throwaway copy of the index: `git diff` refreshes and
- * rewrites the index it reads (GIT_OPTIONAL_LOCKS does not stop it), and the real one must not be
- * touched while the agent or another git command may be using it.
- */
-async function withFreshIndex<T>(repo: string, base: string, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
-  const scratch = await mkdtemp(join(tmpdir(), 'ratchet-index-'));
-  try {
-    const env = { GIT_INDEX_FILE: join(scratch, 'index') };
-    await git(repo, ['read-tree', base], env);
-    return await fn(env);
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
-}
-
-async function withScratchIndex<T>(repo: string, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
-  const indexPath = (await git(repo, ['rev-parse', '--git-path', 'index'])).trim();
-  const realIndex = isAbsolute(indexPath) ? indexPath : join(repo, indexPath);
-  const scratch = await mkdtemp(join(tmpdir(), 'ratchet-index-'));
-  try {
-    const copy = join(scratch, 'index');
-    // No index yet means nothing is staged: an empty scratch index says the same.
-    const copied = await copyFile(realIndex, copy).then(
-      () => true,
-      (err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-        return false;
-      },
-    );
-    // Git's racy-clean check compares entry mtimes with the index file's own mtime; a copy with a
-    // fresh mtime would make a file edited in the same second as the last commit look unchanged.
-    if (copied) {
-      const { atime, mtime } = await stat(realIndex);
-      await utimes(copy, atime, mtime);
-    }
-    return await fn({ GIT_INDEX_FILE: copy });
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
-}
-
-async function resolveCommit(repo: string, ref: string): Promise<string> {
+/** The commit `ref` names, checked in the same process as the top level. */
+async function topLevelCommit(git: Git, ref: string): Promise<string> {
   // --end-of-options keeps a ref starting with "-" from being read as an option.
-  const sha = (await git(repo, ['rev-parse', '--verify', '-q', '--end-of-options', `${ref}^{commit}`]).catch(() => '')).trim();
-  if (!/^[0-9a-f]{40,64}$/.test(sha)) {
-    throw new RatchetError('git_state', `${ref} is not a commit in ${repo}.`, 'Pass the commit the experiment started from (the session branch head).', { ref });
+  const r = await runGit(git.repo, ['rev-parse', '--show-prefix', '--end-of-options', `${ref}^{commit}`], { allowFail: true });
+  // Without --verify, this git echoes "--end-of-options" between the two answers.
+  const lines = r.stdout.toString('utf8').split('\n');
+  const prefix = lines[0] ?? '';
+  const sha = lines.filter(Boolean).pop() ?? '';
+  if (prefix !== '') throw notTopLevel(git.repo, prefix);
+  if (r.code !== 0 || !/^[0-9a-f]{40,64}$/.test(sha)) {
+    if (/not a git repository/i.test(r.stderr)) throw new RatchetError('git_state', `${git.repo} is not a git work tree.`, 'Point ratchet at your repository root.');
+    throw new RatchetError('git_state', `${ref} is not a commit in ${git.repo}.`, 'Pass the commit the experiment started from (the session branch head).', { ref });
   }
   return sha;
 }
 
-/** Paths from git are relative to the top level; checking from a subdirectory would miss changes elsewhere. */
-async function assertTopLevel(repo: string): Promise<void> {
-  const prefix = (await git(repo, ['rev-parse', '--show-prefix'])).trim();
-  if (prefix !== '') {
-    throw new RatchetError('git_state', `${repo} is a subdirectory of a git repository (${prefix}).`, 'Point ratchet at the repository root, where .git lives.', { prefix });
-  }
-}
-
-function splitZ(out: string): string[] {
-  return out.split('\0').filter((s) => s.length > 0);
-}
-
-/** Parses `git diff --name-status -z`: "X\0path\0", or "R<score>\0from\0to\0" for renames and copies. */
-function parseNameStatus(out: string): ChangedPath[] {
-  const tokens = out.split('\0');
-  const result: ChangedPath[] = [];
-  for (let i = 0; i < tokens.length; ) {
-    const code = tokens[i++] ?? '';
-    if (code === '') continue;
-    const kind = code[0];
-    if (kind === 'R' || kind === 'C') {
-      const from = tokens[i++] ?? '';
-      const to = tokens[i++] ?? '';
-      // A copy leaves its source in place: only the new path is a change.
-      result.push(kind === 'R' ? { path: to, status: 'renamed', from, untracked: false } : { path: to, status: 'added', untracked: false });
-      continue;
-    }
-    const path = tokens[i++] ?? '';
-    const status = kind === 'A' ? 'added' : kind === 'D' ? 'deleted' : kind === 'T' ? 'typechange' : 'modified';
-    result.push({ path, status, untracked: false });
-  }
-  return result;
+function notTopLevel(repo: string, prefix: string): RatchetError {
+  return new RatchetError('git_state', `${repo} is a subdirectory of a git repository (${prefix}).`, 'Point ratchet at the repository root, where .git lives.', { prefix });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ export const ExperimentViewSchema = z.object({
   signal: z.string().nullable(),
   gpus: z.array(z.number().int()).nullable(),
   diffStats: z.object({ files: z.number(), insertions: z.number(), deletions: z.number() }).nullable(),
+  metricLines: z.number().int().nullable().describe('How often the run printed the metric line; more than once without an evaluate step is suspicious.'),
+  workspace: z.string().nullable().describe('A failed run\'s workspace, kept for inspection (the newest workspaces.keepCrashed of them).'),
   createdAt: z.string(),
   endedAt: z.string().nullable(),
 });
@@ -124,6 +126,13 @@ export const StatusSchema = z.object({
     .nullable(),
   awaitingDecision: z.number().int().nullable().describe('A measured candidate that needs keep or revert before the next run.'),
   config: z.object({ valid: z.boolean(), error: z.string().nullable() }),
+  sandbox: z
+    .object({ kind: z.enum(['bwrap', 'none']), mode: z.enum(['auto', 'required', 'off']), why: z.string(), install: z.string().nullable() })
+    .describe('The isolation each run and evaluate step gets, and why.'),
+  integrity: z
+    .object({ ok: z.boolean(), findings: z.array(z.string()) })
+    .describe('Changes to ratchet\'s evidence made outside ratchet (ledger rows, refs, the ledger file); keep is refused while there are any.'),
+  advice: z.array(z.string()).describe('Things worth fixing for a trustworthy night.'),
   ledger: z.string(),
   resultsTsv: z.string(),
   noise: NoiseSchema.nullable(),

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { defineTool } from './define.js';
 import { ExperimentViewSchema, SessionViewSchema } from '../core/views.js';
 import { experimentIdField } from './wait-experiment.js';
+import { cleanText } from '../core/arguments.js';
 
 export const keep = defineTool({
   name: 'keep',
@@ -17,7 +18,7 @@ export const keep = defineTool({
   input: {
     id: experimentIdField,
     force: z.boolean().optional().describe('Keep a candidate that is no proven gain but no loss (inconclusive, or an exact tie under greedy); needs reason.'),
-    reason: z.string().max(2000).optional().describe('Why it is worth keeping without a proven gain, e.g. "same val_bpb, 30 fewer lines". Recorded.'),
+    reason: cleanText(2000, 'reason').optional().describe('Why it is worth keeping without a proven gain, e.g. "same val_bpb, 30 fewer lines". Recorded.'),
   },
   output: { experiment: ExperimentViewSchema, session: SessionViewSchema },
   async handler(args, { loop }) {

@@ -16,7 +16,7 @@ export const readMetric = defineTool({
   input: { id: experimentIdField.optional().describe('Experiment id; defaults to the latest.') },
   output: MetricReportSchema.shape,
   async handler(args, { loop }) {
-    const report = loop.readMetric(args.id);
+    const report = await loop.readMetric(args.id);
     const e = report.experiment;
     const c = report.comparison;
     const summary =

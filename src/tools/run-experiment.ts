@@ -4,6 +4,7 @@ import { defineTool } from './define.js';
 import { ExperimentViewSchema } from '../core/views.js';
 import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from '../core/loop.js';
 import { describeExperiment } from './describe.js';
+import { cleanText } from '../core/arguments.js';
 
 export const waitSecondsField = z
   .number({ error: `wait_seconds must be a number of seconds between 0 and ${MAX_WAIT_SECONDS}` })
@@ -22,13 +23,12 @@ export const runExperiment = defineTool({
   kind: 'write',
   idempotent: false,
   input: {
-    description: z
-      .string({ error: 'description is required: one line saying what this experiment changes, e.g. "raise LR to 0.04"' })
+    description: cleanText(500, 'description')
       .trim()
       .min(1, { error: 'description must not be empty' })
       .max(500, { error: 'description must be at most 500 characters; put the detail in hypothesis' })
       .describe('One line: what changed, e.g. "increase matrix LR to 0.04". Goes into the commit and results.tsv.'),
-    hypothesis: z.string().max(4000).optional().describe('Why you expect it to help; recorded in the ledger and the commit message.'),
+    hypothesis: cleanText(4000, 'hypothesis').optional().describe('Why you expect it to help; recorded in the ledger and the commit message.'),
     wait_seconds: waitSecondsField,
   },
   output: { experiment: ExperimentViewSchema },

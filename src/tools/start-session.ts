@@ -8,7 +8,7 @@ export const startSession = defineTool({
   title: 'Start a research session',
   description:
     'Call once at the beginning, after reading ratchet.json. Creates the branch ratchet/<tag> from HEAD, pins the hashes of the protected files, and starts the baseline run in the background. ' +
-    'Returns the baseline experiment id: follow it with wait_experiment. Refuses a tag that exists and a working tree with uncommitted changes outside the edit surface.',
+    'Returns the baseline experiment id: follow it with wait_experiment. Refuses while a session is active (unless replace: true), a tag that exists, and a working tree with uncommitted changes outside the edit surface.',
   kind: 'write',
   idempotent: false,
   input: {
@@ -17,17 +17,24 @@ export const startSession = defineTool({
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'tag must be 1-64 letters, digits, ".", "_" or "-", e.g. "nov23"' })
       .optional()
       .describe('Session name; the branch is ratchet/<tag>. Defaults to a free date tag such as "nov23".'),
+    replace: z.boolean().optional().describe('End the active session and start a new one (the old one stays recorded). Without it, start_session is refused while a session is active.'),
   },
   output: {
     session: SessionViewSchema,
     baseline: ExperimentViewSchema,
-    warnings: z.array(z.string()).describe('Config globs that match no file: usually typos worth fixing before a long run.'),
+    warnings: z.array(z.string()).describe('Config globs that match no file (usually typos worth fixing before a long run), and a missing sandbox.'),
+    sandbox: z
+      .object({ kind: z.enum(['bwrap', 'none']), mode: z.enum(['auto', 'required', 'off']), why: z.string(), install: z.string().nullable() })
+      .describe('The isolation each run and evaluate step gets, and why.'),
+    configChanged: z.array(z.string()).nullable().describe('Top-level ratchet.json keys that differ from the previous session\'s; null for the first session.'),
   },
   async handler(args, { loop }) {
-    const { session, baseline, warnings } = await loop.startSession({ tag: args.tag });
+    const { session, baseline, warnings, sandbox, configChanged } = await loop.startSession({ tag: args.tag, replace: args.replace });
     return {
       warnings,
-      summary: `Session ${session.tag} started on ${session.branch}${session.bestCommit !== session.baseCommit ? ' (your uncommitted edits to editable files became the baseline commit)' : ''}; baseline is experiment ${baseline.id} (${baseline.state}). Call wait_experiment {id: ${baseline.id}}.${warnings.length ? ` Warnings: ${warnings.join(' ')}` : ''}`,
+      sandbox,
+      configChanged,
+      summary: `Session ${session.tag} started on ${session.branch}${session.bestCommit !== session.baseCommit ? ' (your uncommitted edits to editable files became the baseline commit)' : ''}; baseline is experiment ${baseline.id} (${baseline.state}). Runs are ${sandbox.kind === 'none' ? 'NOT sandboxed' : `sandboxed (${sandbox.kind})`}.${configChanged?.length ? ` ratchet.json differs from the previous session in: ${configChanged.join(', ')}.` : ''} Call wait_experiment {id: ${baseline.id}}.${warnings.length ? ` Warnings: ${warnings.join(' ')}` : ''}`,
       session,
       baseline,
     };

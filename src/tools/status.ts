@@ -7,13 +7,13 @@ export const status = defineTool({
   title: 'Session status',
   description:
     'Call when resuming, or whenever unsure what to do next. Shows the session, the best experiment so far, counts by state, the running experiment and its elapsed time, ' +
-    'a candidate awaiting a decision, the calibrated noise and smallest detectable effect, runs spent, whether the loop has reached a plateau, whether ratchet.json is valid, and the next step.',
+    'a candidate awaiting a decision, the sandbox in force, any tampering found, the calibrated noise and smallest detectable effect, runs spent, whether the loop has reached a plateau, whether ratchet.json is valid, and the next step.',
   kind: 'read',
   idempotent: true,
   input: {},
   output: StatusSchema.shape,
   async handler(_args, { loop }) {
-    const s = loop.status();
+    const s = await loop.status();
     const best = s.session ? `best ${s.session.metricName} ${s.session.bestMetric ?? 'not measured yet'} (baseline ${s.session.baselineMetric ?? 'n/a'})` : 'no session';
     return { summary: `${s.session ? `Session ${s.session.tag}: ` : ''}${best}. ${s.next}`, ...s };
   },

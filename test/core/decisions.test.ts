@@ -57,7 +57,7 @@ describe('calibration', () => {
     const baseline = await startWithBaseline(loop);
     expect(baseline.state).toBe('measured');
     expect(baseline.runs).toBe(4);
-    const noise = loop.status().noise!;
+    const noise = (await loop.status()).noise!;
     expect(noise.samples).toBe(4);
     expect(noise.sd).toBeGreaterThan(0);
     expect(noise.mad).toBeGreaterThan(0);
@@ -65,8 +65,8 @@ describe('calibration', () => {
     expect(noise.df).toBe(3);
     expect(noise.minDetectableEffect).toBeGreaterThan(noise.sd!);
     // The best's figure is the calibration mean, not any single run.
-    expect(loop.status().session?.bestMetric).toBeCloseTo(noise.mean!, 10);
-    expect(loop.status().runsSpent).toBe(4);
+    expect((await loop.status()).session?.bestMetric).toBeCloseTo(noise.mean!, 10);
+    expect((await loop.status()).runsSpent).toBe(4);
   });
 
   it('defaults to three runs under significant and one under greedy', async () => {
@@ -74,7 +74,7 @@ describe('calibration', () => {
     expect((await startWithBaseline(significant.loop)).runs).toBe(3);
     const greedy = setup({ rule: 'greedy' });
     expect((await startWithBaseline(greedy.loop)).runs).toBe(1);
-    expect(greedy.loop.status().noise?.sd).toBeNull();
+    expect(greedy.(await loop.status()).noise?.sd).toBeNull();
   });
 });
 
@@ -84,7 +84,7 @@ describe('verdicts', () => {
     await startWithBaseline(loop);
     const e = await tryCandidate(repo, loop, '0.9');
     expect(e.state).toBe('measured');
-    const report = loop.readMetric(e.id);
+    const report = (await loop.readMetric(e.id));
     expect(report.decision?.verdict).toBe('improved');
     expect(report.keepable).toBe(true);
     // The best was re-measured in this experiment, interleaved with the candidate.
@@ -104,7 +104,7 @@ describe('verdicts', () => {
     const { repo, loop } = setup({});
     await startWithBaseline(loop);
     const e = await tryCandidate(repo, loop, '1.5');
-    const report = loop.readMetric(e.id);
+    const report = (await loop.readMetric(e.id));
     expect(report.decision?.verdict).toBe('worse');
     expect(e.runs).toBe(1);
     const err = await rejection(loop.keep({ id: e.id }));
@@ -117,7 +117,7 @@ describe('verdicts', () => {
     const { repo, loop } = setup({ maxRepeats: 3 });
     await startWithBaseline(loop);
     const e = await tryCandidate(repo, loop, '0.999');
-    const report = loop.readMetric(e.id);
+    const report = (await loop.readMetric(e.id));
     expect(report.decision?.verdict).toBe('inconclusive');
     expect(report.keepable).toBe(false);
     expect(report.decision!.effectInterval![0]).toBeLessThan(0);
@@ -133,7 +133,7 @@ describe('verdicts', () => {
     const { repo, loop } = setup({ maxRepeats: 10 });
     await startWithBaseline(loop);
     const e = await tryCandidate(repo, loop, '1.004');
-    const report = loop.readMetric(e.id);
+    const report = (await loop.readMetric(e.id));
     expect(report.decision?.verdict).not.toBe('improved');
     expect(report.decision!.runsSpent).toBeLessThan(20);
     expect(report.decision!.runsSpent).toBe(e.runs);
@@ -143,7 +143,7 @@ describe('verdicts', () => {
     const { repo, loop } = setup({});
     await startWithBaseline(loop);
     const e = await tryCandidate(repo, loop, '0.97');
-    const report = loop.readMetric(e.id);
+    const report = (await loop.readMetric(e.id));
     expect(e.runs).toBeGreaterThan(1);
     expect(report.decision!.best.n).toBeGreaterThan(0);
     // Whatever the verdict, it rests on the best as re-measured now, never on its stored figure.
@@ -153,13 +153,13 @@ describe('verdicts', () => {
   it('a deterministic metric decides an improvement after one pair', async () => {
     const { repo, loop } = setup({}, { SIGMA: '0' });
     await startWithBaseline(loop);
-    expect(loop.status().noise?.sd).toBe(0);
+    expect((await loop.status()).noise?.sd).toBe(0);
     const better = await tryCandidate(repo, loop, '0.99');
-    expect(loop.readMetric(better.id).decision?.verdict).toBe('improved');
+    expect((await loop.readMetric(better.id)).decision?.verdict).toBe('improved');
     expect(better.runs).toBe(2);
     await loop.keep({ id: better.id });
     const worse = await tryCandidate(repo, loop, '1.2');
-    expect(loop.readMetric(worse.id).decision?.verdict).toBe('worse');
+    expect((await loop.readMetric(worse.id)).decision?.verdict).toBe('worse');
     expect(worse.runs).toBe(1);
   });
 });
@@ -190,7 +190,7 @@ describe('pruning', () => {
     const { repo, loop } = setup({ prune: true, pruneWarmup: 0.25 }, { STEPS: '20', STEP_MS: '50' });
     await startWithBaseline(loop);
     // The best's curves are on record from its calibration runs.
-    const baselineId = loop.status().session!.bestExperimentId!;
+    const baselineId = (await loop.status()).session!.bestExperimentId!;
     expect(loop.ledger.progress(baselineId)).toHaveLength(20);
     const bad = await tryCandidate(repo, loop, '1.5');
     expect(bad.state).toBe('pruned');
@@ -198,7 +198,7 @@ describe('pruning', () => {
     const step = Number(/at step (\d+)/.exec(bad.reason!)![1]);
     expect(step).toBeGreaterThanOrEqual(5);
     expect(step).toBeLessThan(20);
-    expect(loop.readMetric(bad.id).keepable).toBe(false);
+    expect((await loop.readMetric(bad.id)).keepable).toBe(false);
     expect((await rejection(loop.keep({ id: bad.id, force: true, reason: 'x' }))).message).toMatch(/pruned, not measured/);
     expect(readFileSync(loop.resultsTsvPath, 'utf8')).toMatch(/discard\tscore 1\.5/);
     await loop.revert({ id: bad.id });
@@ -206,7 +206,7 @@ describe('pruning', () => {
     // A better candidate runs its curve to the end.
     const good = await tryCandidate(repo, loop, '0.9');
     expect(good.state).toBe('measured');
-    expect(loop.readMetric(good.id).decision?.verdict).toBe('improved');
+    expect((await loop.readMetric(good.id)).decision?.verdict).toBe('improved');
   });
 });
 
@@ -214,12 +214,12 @@ describe('plateau', () => {
   it('status says so once plateauWindow experiments in a row brought no keep', async () => {
     const { repo, loop } = setup({ plateauWindow: 2 }, { SIGMA: '0' });
     await startWithBaseline(loop);
-    expect(loop.status().plateau?.reached).toBe(false);
+    expect((await loop.status()).plateau?.reached).toBe(false);
     for (const score of ['1.1', '1.2']) {
       const e = await tryCandidate(repo, loop, score);
       await loop.revert({ id: e.id });
     }
-    const status = loop.status();
+    const status = (await loop.status());
     expect(status.plateau?.reached).toBe(true);
     expect(status.plateau?.experimentsSinceKeep).toBe(2);
     expect(status.next).toMatch(/no kept improvement/);
@@ -236,7 +236,7 @@ describe('the working tree during repeats', () => {
     while (loop.ledger.experiment(id)!.phase !== 'repeats') await new Promise((r) => setTimeout(r, 50));
     repo.write('notes/idea.md', 'next idea\n');
     const e = await finished(loop, id);
-    const report = loop.readMetric(id).decision!;
+    const report = (await loop.readMetric(id)).decision!;
     expect(report.verdict).toBe('improved');
     // The best re-measured as the best, not as the candidate or the edit.
     expect(report.best.mean).toBe(1);
@@ -260,7 +260,7 @@ describe('the working tree during repeats', () => {
     const runs = loop.ledger.runsOf(id);
     expect(runs.every((r) => r.state !== 'running' && r.state !== 'queued')).toBe(true);
     expect(repo.read('train.mjs')).toContain('const SCORE = 0.97;');
-    expect(loop.status().running).toBeNull();
+    expect((await loop.status()).running).toBeNull();
     await loop.revert({ id });
     expect(repo.read('train.mjs')).toContain('const SCORE = 1.0;');
   });

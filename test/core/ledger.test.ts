@@ -1,4 +1,4 @@
-// The SQLite ledger: versioned migrations, WAL, reopening, results.tsv in Karpathy's columns.
+// The SQLite ledger: versioned migrations, WAL, reopening, typed rows, named transitions, keyset paging and running totals.
 import { describe, it, expect } from 'vitest';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,8 +17,8 @@ describe('ledger', () => {
     expect(ledger.schemaVersion()).toBe(SCHEMA_VERSION);
     expect(ledger.db.pragma('journal_mode', { simple: true })).toBe('wal');
     const tables = ledger.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[];
-    expect(tables.map((t) => t.name)).toEqual(['experiments', 'progress', 'samples', 'sessions']);
-    ledger.createSession({ tag: 'a', branch: 'ratchet/a', baseCommit: 'b', bestCommit: 'b', config: '{}', pins: '[]' });
+    expect(tables.map((t) => t.name)).toEqual(['chain', 'experiments', 'progress', 'samples', 'session_totals', 'sessions']);
+    ledger.createSession({ tag: 'a', branch: 'ratchet/a', baseCommit: 'b', bestCommit: 'b', config: {}, pins: [] });
     ledger.close();
     const again = new Ledger(path);
     expect(again.sessionByTag('a')?.branch).toBe('ratchet/a');
@@ -41,7 +41,8 @@ describe('ledger', () => {
     expect(e).toMatchObject({ kind: 'baseline', metric: 0.99, repeatOf: null, verdict: null });
     expect(migrated.samples(1)).toHaveLength(1);
     // The rebuilt table accepts the new kind and state, and its references still hold.
-    const r = migrated.createExperiment({ sessionId: 1, kind: 'repeat', repeatOf: 1, parentCommit: 'c1', description: 'r', state: 'pruned' });
+    const r = migrated.createExperiment({ sessionId: 1, kind: 'repeat', repeatOf: 1, parentCommit: 'c1', description: 'r' });
+    expect(migrated.finish(r.id, 'pruned', 'slower').state).toBe('pruned');
     expect(migrated.runsOf(1).map((x) => x.id)).toEqual([1, r.id]);
     expect(() => migrated.createExperiment({ sessionId: 99, kind: 'candidate', parentCommit: 'c1', description: 'x' })).toThrow(/FOREIGN KEY/);
     migrated.close();
@@ -56,42 +57,133 @@ describe('ledger', () => {
     expect(() => new Ledger(path)).toThrow(/newer than this ratchet understands/);
   });
 
-  it('keeps one active session and records experiments and samples', () => {
+  it('keeps one active session and hands out typed rows', () => {
     const { ledger } = freshLedger();
-    const s1 = ledger.createSession({ tag: 'a', branch: 'ratchet/a', baseCommit: 'c0', bestCommit: 'c0', config: '{}', pins: '[]' });
-    const s2 = ledger.createSession({ tag: 'b', branch: 'ratchet/b', baseCommit: 'c0', bestCommit: 'c0', config: '{}', pins: '[]' });
+    const pins = [{ path: 'prepare.py', sha256: 'ab', mode: 'file' as const }];
+    const s1 = ledger.createSession({ tag: 'a', branch: 'ratchet/a', baseCommit: 'c0', bestCommit: 'c0', config: { metric: { name: 'val_bpb' } }, pins });
+    const s2 = ledger.createSession({ tag: 'b', branch: 'ratchet/b', baseCommit: 'c0', bestCommit: 'c0', config: {}, pins: [] });
     expect(ledger.activeSession()?.id).toBe(s2.id);
-    expect(ledger.session(s1.id)?.active).toBe(0);
-    const e = ledger.createExperiment({ sessionId: s2.id, kind: 'candidate', parentCommit: 'c0', description: 'x' });
-    expect(e.state).toBe('queued');
-    ledger.addSample({ experimentId: e.id, name: 'val_bpb', value: 0.99, source: 'run', host: 'h', gpuModel: 'NVIDIA H100 80GB HBM3' });
-    expect(ledger.samples(e.id)).toMatchObject([{ name: 'val_bpb', value: 0.99, gpuModel: 'NVIDIA H100 80GB HBM3' }]);
-    expect(() => ledger.updateExperiment(e.id, { state: 'bogus' as never })).toThrow(/CHECK constraint/);
+    expect(ledger.latestSession()?.id).toBe(s2.id);
+    expect(ledger.session(s1.id)).toMatchObject({ active: false, config: { metric: { name: 'val_bpb' } }, pins, pinnedCommit: null });
+    expect(ledger.setPinnedCommit(s2.id, 'p1').pinnedCommit).toBe('p1');
+    const e = ledger.createExperiment({ sessionId: s2.id, kind: 'candidate', parentCommit: 'c0', description: 'x', host: 'h' });
+    expect(e).toMatchObject({ state: 'queued', phase: 'run', forced: false, completedAfterRestart: false, secondary: {}, constraintChecks: [], gpus: null });
   });
 
-  it('writes results.tsv with keep, discard and crash rows, skipping refusals and pending decisions', () => {
-    const { path, ledger } = freshLedger();
-    const s = ledger.createSession({ tag: 'a', branch: 'ratchet/a', baseCommit: 'c0', bestCommit: 'c0', config: '{}', pins: '[]' });
-    const base = { sessionId: s.id, parentCommit: 'c0' };
-    ledger.createExperiment({ ...base, kind: 'baseline', commit: 'aaaaaaa1111', description: 'baseline', state: 'measured', metric: 0.9979, secondary: '{"peak_vram_mb": 45060.2}' });
-    ledger.createExperiment({ ...base, kind: 'candidate', commit: 'bbbbbbb2222', description: 'LR\tup', state: 'measured', metric: 0.9932, decision: 'kept', peakMemoryBytes: 2 * 1024 ** 3 });
-    ledger.createExperiment({ ...base, kind: 'candidate', commit: 'ccccccc3333', description: 'worse', state: 'measured', metric: 1.01, decision: 'reverted' });
-    ledger.createExperiment({ ...base, kind: 'candidate', commit: 'ddddddd4444', description: 'oom', state: 'crashed' });
-    ledger.createExperiment({ ...base, kind: 'candidate', description: 'cheat', state: 'refused' });
-    ledger.createExperiment({ ...base, kind: 'candidate', commit: 'fffffff6666', description: 'tiny', state: 'measured', metric: 5.889821e-31, decision: 'reverted' });
-    ledger.createExperiment({ ...base, kind: 'candidate', commit: 'eeeeeee5555', description: 'pending', state: 'measured', metric: 0.5 });
-    const file = join(path, '..', 'results.tsv');
-    ledger.writeResultsTsv(s.id, 'val_bpb', file);
-    expect(readFileSync(file, 'utf8')).toBe(
-      [
-        'commit\tval_bpb\tmemory_gb\tstatus\tdescription',
-        'aaaaaaa\t0.997900\t44.0\tkeep\tbaseline',
-        'bbbbbbb\t0.993200\t2.0\tkeep\tLR up',
-        'ccccccc\t1.010000\t0.0\tdiscard\tworse',
-        'ddddddd\t0.000000\t0.0\tcrash\toom',
-        'fffffff\t5.889821e-31\t0.0\tdiscard\ttiny',
-        '',
-      ].join('\n'),
-    );
+  it('moves an experiment through its named transitions, and each one refuses a state it does not start from', () => {
+    const { ledger } = freshLedger();
+    const s = ledger.createSession({ tag: 'a', branch: 'ratchet/a', baseCommit: 'c0', bestCommit: 'c0', config: {}, pins: [] });
+    const e = ledger.createExperiment({ sessionId: s.id, kind: 'candidate', parentCommit: 'c0', description: 'x', host: 'h' });
+    expect(ledger.setCommit(e.id, 'c1', { files: 1, insertions: 2, deletions: 3 }).diffStats).toEqual({ files: 1, insertions: 2, deletions: 3 });
+    expect(ledger.markLaunching(e.id, { phase: 'run', runToken: 't1' })).toMatchObject({ runToken: 't1', supervisorPid: null, state: 'queued' });
+    const started = ledger.markStarted(e.id, { phase: 'run', runToken: 't1', supervisorPid: 42, logPath: '/l/run.log', workspace: '/w/1', gpus: { indices: [0, 1], model: 'H100' } });
+    expect(started).toMatchObject({ state: 'running', supervisorPid: 42, workspace: '/w/1', gpus: { indices: [0, 1], model: 'H100' } });
+    // A later phase without gpus keeps the assignment, and the first start time.
+    const evaluate = ledger.markStarted(e.id, { phase: 'evaluate', runToken: 't2', supervisorPid: 43, logPath: '/l/run.log' });
+    expect(evaluate).toMatchObject({ phase: 'evaluate', gpus: { indices: [0, 1] }, startedAt: started.startedAt });
+    ledger.recordRunFacts(e.id, { exitCode: 0, signal: null, durationMs: 1500, peakMemoryBytes: 1024, memoryMethod: 'cgroup' });
+    const measured = ledger.recordMeasurement(e.id, {
+      metric: 0.5,
+      secondary: { peak_vram_mb: 100 },
+      constraintChecks: [{ metric: 'peak_vram_mb', value: 100, max: 200, ok: true }],
+      metricLines: 2,
+      samples: [
+        { name: 'val_bpb', value: 0.5, source: 'evaluate', host: 'h', gpuModel: 'H100' },
+        { name: 'peak_vram_mb', value: 100, source: 'run', host: 'h', gpuModel: 'H100' },
+      ],
+    });
+    expect(measured).toMatchObject({ metric: 0.5, metricLines: 2, secondary: { peak_vram_mb: 100 }, constraintChecks: [{ ok: true }] });
+    expect(ledger.samples(e.id).map((x) => x.name)).toEqual(['val_bpb', 'peak_vram_mb']);
+    expect(ledger.countMetricRepeats(s.id)).toBe(1);
+    expect(ledger.requestPrune(e.id, 'worse at step 3').pruneRequested).toBe('worse at step 3');
+    expect(ledger.finish(e.id, 'measured', null)).toMatchObject({ state: 'measured', phase: 'done' });
+    // finish only ends a queued or running experiment: a second call changes nothing.
+    expect(ledger.finish(e.id, 'crashed', 'late')).toMatchObject({ state: 'measured', reason: null });
+    expect(() => ledger.markPhase(e.id, 'repeats')).toThrow(/measured; this step needs it running/);
+    const kept = ledger.keep(s.id, e.id, 'c1', { reason: 'improved (keep completed after a restart)', forced: true, completedAfterRestart: true });
+    expect(kept).toMatchObject({ decision: 'kept', forced: true, completedAfterRestart: true });
+    expect(ledger.session(s.id)).toMatchObject({ bestExperimentId: e.id, bestCommit: 'c1' });
+    expect(ledger.keptExperimentFor(s.id, 'c1')?.id).toBe(e.id);
+    expect(() => ledger.decide(e.id, { decision: 'reverted', reason: 'x' })).toThrow(/already kept/);
+    expect(ledger.committedExperimentIds(s.id)).toEqual([e.id]);
+    expect(ledger.verifyChain()).toEqual([]);
+  });
+
+  it('records refusals, verdicts, progress and kept workspaces', () => {
+    const { ledger } = freshLedger();
+    const s = ledger.createSession({ tag: 'a', branch: 'ratchet/a', baseCommit: 'c0', bestCommit: 'c0', config: {}, pins: [] });
+    const refused = ledger.createRefused({ sessionId: s.id, kind: 'candidate', parentCommit: 'c0', description: 'cheat', reason: 'surface', violations: [{ path: 'prepare.py' }] });
+    expect(refused).toMatchObject({ state: 'refused', phase: 'done', violations: [{ path: 'prepare.py' }] });
+    const e = ledger.createExperiment({ sessionId: s.id, kind: 'candidate', parentCommit: 'c0', description: 'x' });
+    ledger.markStarted(e.id, { phase: 'run', runToken: 't', supervisorPid: 1, logPath: '/l' });
+    ledger.addProgress(e.id, [
+      { step: 2, value: 0.9 },
+      { step: 1, value: 1.0 },
+    ]);
+    expect(ledger.progress(e.id)).toEqual([
+      { step: 1, value: 1.0 },
+      { step: 2, value: 0.9 },
+    ]);
+    const report = { rule: 'significant', verdict: 'improved', why: 'clear' } as never;
+    expect(ledger.recordVerdict(e.id, report, 0.7)).toMatchObject({ metric: 0.7, verdict: { verdict: 'improved' } });
+    ledger.finish(e.id, 'crashed', 'oom');
+    ledger.keepWorkspace(e.id, '/w/e');
+    expect(ledger.keptWorkspaces(5)).toEqual([e.id]);
+    expect(ledger.latestRunExperiment(s.id)?.id).toBe(e.id);
+    expect(ledger.latestExperiment(s.id)?.id).toBe(e.id);
+    expect(ledger.unfinishedExperiments()).toEqual([]);
+    expect(ledger.verifyChain()).toEqual([]);
+  });
+
+  it('pages by id and counts from running totals that match the rows', () => {
+    const { ledger } = freshLedger();
+    const s = ledger.createSession({ tag: 'a', branch: 'ratchet/a', baseCommit: 'c0', bestCommit: 'c0', config: {}, pins: [] });
+    const ids: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const e = ledger.createExperiment({ sessionId: s.id, kind: i === 0 ? 'baseline' : 'candidate', parentCommit: 'c0', description: `e${i}` });
+      ledger.markStarted(e.id, { phase: 'run', runToken: `t${i}`, supervisorPid: 1, logPath: '/l' });
+      ledger.recordRunFacts(e.id, { exitCode: 0, signal: null, durationMs: 1000, peakMemoryBytes: null, memoryMethod: null });
+      ledger.finish(e.id, i % 3 === 2 ? 'crashed' : 'measured', null);
+      const r = ledger.createExperiment({ sessionId: s.id, kind: 'repeat', repeatOf: e.id, parentCommit: 'c0', description: 'r' });
+      ledger.markStarted(r.id, { phase: 'run', runToken: `r${i}`, supervisorPid: 1, logPath: '/l' });
+      ledger.recordRunFacts(r.id, { exitCode: 0, signal: null, durationMs: 500, peakMemoryBytes: null, memoryMethod: null });
+      ledger.finish(r.id, 'measured', null);
+      ids.push(e.id);
+    }
+    ledger.createRefused({ sessionId: s.id, kind: 'candidate', parentCommit: 'c0', description: 'no', reason: 'r', violations: [] });
+    const first = ledger.listExperiments(s.id, { limit: 3 });
+    expect(first.rows.map((e) => e.description)).toEqual(['no', 'e6', 'e5']);
+    expect(first.total).toBe(8);
+    const second = ledger.listExperiments(s.id, { limit: 3, beforeId: first.nextBeforeId! });
+    expect(second.rows.map((e) => e.description)).toEqual(['e4', 'e3', 'e2']);
+    const crashed = ledger.listExperiments(s.id, { limit: 10, state: 'crashed' });
+    expect(crashed).toMatchObject({ total: 2, nextBeforeId: null });
+    expect(crashed.rows.map((e) => e.description)).toEqual(['e5', 'e2']);
+    expect(ledger.countsByState(s.id)).toEqual({ measured: 5, crashed: 2, refused: 1 });
+    expect(ledger.runsSpent(s.id)).toEqual({ runs: 14, seconds: 10.5 });
+    expect(ledger.runsOf(ids[1]!).map((e) => e.kind)).toEqual(['candidate', 'repeat']);
+    expect(ledger.baselineId(s.id)).toBe(ids[0]);
+  });
+
+  it('serves every status query from an index, never a scan of a session', () => {
+    const { ledger } = freshLedger();
+    const plan = (sql: string, ...args: unknown[]) =>
+      (ledger.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((r) => r.detail).join('; ');
+    const cases: [string, unknown[], RegExp][] = [
+      ["SELECT * FROM experiments WHERE session_id = ? AND kind != 'repeat' AND id < ? ORDER BY id DESC LIMIT ?", [1, 10, 20], /experiments_roots /],
+      ["SELECT * FROM experiments WHERE session_id = ? AND kind != 'repeat' AND state = ? ORDER BY id DESC LIMIT ?", [1, 'crashed', 20], /experiments_roots_by_state/],
+      ["SELECT * FROM experiments WHERE state IN ('queued','running') ORDER BY id", [], /experiments_unfinished/],
+      ['SELECT * FROM experiments WHERE id = ? OR repeat_of = ? ORDER BY id', [1, 1], /experiments_by_repeat/],
+      ['SELECT COUNT(*) FROM experiments WHERE session_id = ? AND metric_lines > 1', [1], /experiments_metric_repeats/],
+      ['SELECT id FROM experiments WHERE workspace IS NOT NULL ORDER BY id DESC LIMIT ?', [5], /experiments_with_workspace/],
+      [`SELECT * FROM experiments WHERE session_id = ? AND "commit" = ? AND decision = 'kept' ORDER BY id LIMIT 1`, [1, 'c'], /experiments_kept/],
+      ['SELECT * FROM experiments e JOIN samples s ON s.experiment_id = e.id WHERE e.session_id = ? AND s.name = ? ORDER BY s.id', [1, 'm'], /samples_by_experiment/],
+      ['SELECT COALESCE(SUM(n), 0) FROM session_totals WHERE session_id = ? AND is_repeat = 0', [1], /PRIMARY KEY/],
+    ];
+    for (const [sql, args, index] of cases) {
+      const detail = plan(sql, ...args);
+      expect(detail, sql).toMatch(index);
+      expect(detail, sql).not.toMatch(/SCAN (experiments|samples|e|s)\b(?! USING)/);
+    }
   });
 });

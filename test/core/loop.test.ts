@@ -1,4 +1,5 @@
 // The loop end to end without MCP: real git repos, real SQLite, real supervised child processes.
+import Database from 'better-sqlite3';
 import { describe, it, expect } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,7 +37,7 @@ describe('session start', () => {
     expect(baseline.metric).toBe(1);
     expect(baseline.secondary.peak_vram_mb).toBe(1000);
     expect(repo.git('symbolic-ref', '--short', 'HEAD')).toBe('ratchet/t1');
-    const status = loop.status();
+    const status = (await loop.status());
     expect(status.session?.bestMetric).toBe(1);
     expect(status.session?.bestExperimentId).toBe(baseline.id);
     expect(readFileSync(join(repo.dir, '.git/info/exclude'), 'utf8')).toContain('/.ratchet/');
@@ -89,14 +90,14 @@ describe('keep and revert', () => {
     expect(e.parentCommit).toBe(repo.git('rev-parse', 'ratchet/t1'));
     // The branch does not move before the decision.
     expect(repo.git('rev-parse', 'ratchet/t1')).toBe(e.parentCommit);
-    const report = loop.readMetric(e.id);
+    const report = (await loop.readMetric(e.id));
     expect(report.comparison?.improved).toBe(true);
     expect(report.comparison?.delta).toBeCloseTo(-0.2);
     expect(report.keepable).toBe(true);
     await loop.keep({ id: e.id });
     expect(repo.git('rev-parse', 'ratchet/t1')).toBe(e.commit);
     expect(repo.git('status', '--porcelain')).toBe('');
-    expect(loop.status().session?.bestMetric).toBe(0.8);
+    expect((await loop.status()).session?.bestMetric).toBe(0.8);
     expect(repo.git('log', '-1', '--format=%B', 'ratchet/t1')).toContain(`Ratchet-Experiment: ${e.id}`);
     const tsv = readFileSync(loop.resultsTsvPath, 'utf8').trim().split('\n');
     expect(tsv[0]).toBe('commit\tscore\tmemory_gb\tstatus\tdescription');
@@ -110,7 +111,7 @@ describe('keep and revert', () => {
     await startWithBaseline(loop);
     setConstant(repo, 'SCORE', '1.5');
     const e = await runToEnd(loop, 'worse');
-    expect(loop.readMetric(e.id).keepable).toBe(false);
+    expect((await loop.readMetric(e.id)).keepable).toBe(false);
     const err = await rejection(loop.keep({ id: e.id, force: true, reason: 'simpler' }));
     expect(err.code).toBe('not_decidable');
     expect(err.message).toContain('did not improve');
@@ -148,7 +149,7 @@ describe('keep and revert', () => {
     expect(e.state).toBe('crashed');
     expect(e.exitCode).toBe(3);
     expect(e.reason).toContain('exited with code 3');
-    const report = loop.readMetric(e.id);
+    const report = (await loop.readMetric(e.id));
     expect(report.logTail?.join('\n')).toContain('Traceback: boom');
     expect((await rejection(loop.keep({ id: e.id }))).message).toContain('crashed');
     // Fix the "typo" and run again without a decision in between.
@@ -182,7 +183,7 @@ describe('edit surface', () => {
     expect(repo.git('status', '--porcelain')).toBe(before);
     expect(repo.read('evaluate.mjs')).toContain('// softer');
     expect(repo.read('train.mjs')).toContain('const SCORE = 0.1;');
-    const refused = loop.listExperiments({ state: 'refused' });
+    const refused = (await loop.listExperiments({ state: 'refused' }));
     expect(refused.total).toBe(1);
     expect(refused.experiments[0]?.reason).toContain('evaluate.mjs');
   });
@@ -207,7 +208,7 @@ describe('evaluate and constraints', () => {
     expect(loop.ledger.samples(e.id).find((s) => s.name === 'score')?.source).toBe('evaluate');
   });
 
-  it('a run that rewrites a protected file is crashed and the file restored', async () => {
+  it('a run that rewrites the evaluator changes only its own workspace: the repo and the measured metric stay honest', async () => {
     const { repo, loop } = setup({ evaluate: { command: 'node evaluate.mjs', budgetSeconds: 20 } });
     await startWithBaseline(loop);
     repo.write(
@@ -215,8 +216,9 @@ describe('evaluate and constraints', () => {
       TRAIN.replace("// synthetic experiment", "import { writeFileSync } from 'node:fs';\nwriteFileSync('evaluate.mjs', \"console.log('score: 0.000001');\\n\");"),
     );
     const e = await runToEnd(loop, 'tamper at run time');
-    expect(e.state).toBe('crashed');
-    expect(e.reason).toContain('evaluate.mjs');
+    // Evaluate runs on a fresh materialization of the commit, so the pinned evaluator scores it.
+    expect(e.state).toBe('measured');
+    expect(e.metric).toBe(1);
     expect(repo.read('evaluate.mjs')).toBe(EVALUATE);
   });
 
@@ -228,7 +230,7 @@ describe('evaluate and constraints', () => {
     expect(baseline.state).toBe('measured');
     setConstant(repo, 'SCORE', '0.6'); // peak_vram_mb 600 > 500
     const e = await runToEnd(loop, 'too big');
-    const report = loop.readMetric(e.id);
+    const report = (await loop.readMetric(e.id));
     expect(report.constraints).toEqual([{ metric: 'peak_vram_mb', value: 600, max: 500, ok: false }]);
     expect(report.keepable).toBe(false);
     expect((await rejection(loop.keep({ id: e.id }))).message).toContain('violates constraint');
@@ -243,7 +245,7 @@ describe('budget and cancel', () => {
     const e = await runToEnd(loop, 'slow');
     expect(e.state).toBe('timed_out');
     expect(e.reason).toContain('1s budget');
-    expect(loop.readMetric(e.id).keepable).toBe(false);
+    expect((await loop.readMetric(e.id)).keepable).toBe(false);
   });
 
   it('stops a run that floods its log and records it as crashed', async () => {
@@ -254,7 +256,7 @@ describe('budget and cancel', () => {
     expect(e.state).toBe('crashed');
     expect(e.reason).toContain('flooded its log past 1 MB');
     const page = await loop.readLog({ id: e.id, limit: 5 });
-    expect(page.sizeBytes).toBeLessThan(64 * 1024 * 1024);
+    expect(page.totalBytes).toBeLessThan(64 * 1024 * 1024);
     expect(page.lines.every((l) => l.text.length <= 2000 + 40)).toBe(true);
   });
 
@@ -363,7 +365,7 @@ describe('robustness', () => {
     const [kept, reverted] = await Promise.allSettled([loop.keep({ id: e.id }), loop.revert({ id: e.id })]);
     expect(kept.status).toBe('fulfilled');
     expect(reverted.status).toBe('rejected');
-    const status = loop.status();
+    const status = (await loop.status());
     expect(repo.git('rev-parse', 'ratchet/t1')).toBe(status.session?.bestCommit);
     expect(status.session?.bestExperimentId).toBe(e.id);
   });
@@ -390,10 +392,13 @@ describe('robustness', () => {
     const tree = repo.git('write-tree');
     const sneaky = repo.git('commit-tree', tree, '-p', e.parentCommit, '-m', 'sneaky');
     repo.git('reset', '-q');
-    loop.ledger.updateExperiment(e.id, { commit: sneaky });
+    // The agent rewrites the ledger row through its own connection, as the sqlite3 CLI would.
+    const db = new Database(join(repo.dir, '.ratchet/ratchet.db'));
+    db.prepare('UPDATE experiments SET "commit" = ? WHERE id = ?').run(sneaky, e.id);
+    db.close();
     const err = await rejection(loop.keep({ id: e.id }));
-    expect(err.code).toBe('surface_violation');
-    expect(err.message).toContain('README.md');
+    expect(err.code).toBe('tampered');
+    expect(err.message).toContain(`experiments row ${e.id}`);
     expect(repo.git('rev-parse', 'ratchet/t1')).toBe(e.parentCommit);
   });
 
@@ -432,12 +437,12 @@ describe('robustness', () => {
     repo.git('reset', '-q');
     const kept = await loop.keep({ id: e.id });
     expect(kept.session.bestExperimentId).toBe(e.id);
-    expect(loop.status().session?.bestCommit).toBe(e.commit);
+    expect((await loop.status()).session?.bestCommit).toBe(e.commit);
     setConstant(repo, 'SCORE', '0.4');
     expect((await runToEnd(loop, 'next')).state).toBe('measured');
   });
 
-  it('revert leaves an untracked nested repository alone', async () => {
+  it('refuses a nested repository inside the surface, and revert leaves it alone', async () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);
     repo.write('notes/lib/work.txt', 'uncommitted work\n');
@@ -445,8 +450,10 @@ describe('robustness', () => {
     nested('init', '-q');
     nested('commit', '-q', '--allow-empty', '-m', 'nested');
     setConstant(repo, 'SCORE', '1.5');
-    const e = await runToEnd(loop, 'worse');
-    await loop.revert({ id: e.id });
+    const err = await rejection(loop.runExperiment({ description: 'worse' }));
+    expect(err.code).toBe('surface_violation');
+    expect(err.message).toContain('notes/lib');
+    await loop.revert({});
     expect(repo.read('notes/lib/work.txt')).toBe('uncommitted work\n');
   });
 });
@@ -491,7 +498,8 @@ console.log('score: ' + Number(readFileSync('out/score.txt', 'utf8')).toFixed(6)
     expect(err.code).toBe('awaiting_decision');
     expect(err.hint).toContain(`revert {id: ${e.id}}`);
     await loop.revert({ id: e.id });
-    await loop.startSession({ tag: 'next' });
+    expect((await rejection(loop.startSession({ tag: 'next' }))).code).toBe('session_exists');
+    await loop.startSession({ tag: 'next', replace: true });
     await loop.settle();
     expect(existsSync(join(repo.dir, '.ratchet/results-t1.tsv'))).toBe(true);
     expect(readFileSync(join(repo.dir, '.ratchet/results-t1.tsv'), 'utf8')).toContain('\tdiscard\tpending');
@@ -507,9 +515,9 @@ console.log('score: ' + Number(readFileSync('out/score.txt', 'utf8')).toFixed(6)
     ]);
   });
 
-  it('status on a repo without a session creates no ledger', () => {
+  it('status on a repo without a session creates no ledger', async () => {
     const { repo, loop } = setup();
-    expect(loop.status().session).toBeNull();
+    expect((await loop.status()).session).toBeNull();
     expect(existsSync(join(repo.dir, '.ratchet/ratchet.db'))).toBe(false);
   });
 

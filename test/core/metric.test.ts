@@ -43,7 +43,7 @@ describe('parseMetrics', () => {
   });
 
   it('matches the name exactly at the start of the line', () => {
-    expect(parseMetrics('my_val_bpb: 1\nval_bpb_ema: 2\nxval_bpb: 3\n', spec('val_bpb'))).toEqual({ value: null, secondary: {}, line: null });
+    expect(parseMetrics('my_val_bpb: 1\nval_bpb_ema: 2\nxval_bpb: 3\n', spec('val_bpb'))).toEqual({ value: null, secondary: {}, line: null, count: 0 });
     expect(parseMetrics('step 5 val_bpb: 0.5\n', spec('val_bpb')).value).toBeNull();
     expect(parseMetrics('\t  val_bpb: 0.5\n', spec('val_bpb')).value).toBe(0.5);
     expect(parseMetrics('VAL_BPB: 0.5\n', spec('val_bpb')).value).toBeNull();
@@ -82,20 +82,35 @@ describe('parseMetrics', () => {
   it('handles CRLF and bare-CR (progress bar) line endings', () => {
     const crlf = KARPATHY_SUMMARY.replace(/\n/g, '\r\n');
     const r = parseMetrics(crlf, spec('val_bpb', { secondary: ['depth'] }));
-    expect(r).toEqual({ value: 0.9979, secondary: { depth: 8 }, line: 'val_bpb:          0.997900' });
+    expect(r).toEqual({ value: 0.9979, secondary: { depth: 8 }, line: 'val_bpb:          0.997900', count: 1 });
     expect(parseMetrics('50%|#####\r100%|##########\rval_bpb: 0.8\r', spec('val_bpb')).value).toBe(0.8);
   });
 
   it('uses a custom pattern: last match wins, CRLF does not break "$", secondaries keep the default forms', () => {
     const text = 'eval loss=2.5 acc=0.1\r\neval loss=2.25 acc=0.2\r\npeak_vram_mb: 100\r\n';
     const r = parseMetrics(text, spec('loss', { pattern: 'loss=([0-9.]+) acc=[0-9.]+$', secondary: ['peak_vram_mb'] }));
-    expect(r).toEqual({ value: 2.25, secondary: { peak_vram_mb: 100 }, line: 'eval loss=2.25 acc=0.2' });
-    expect(parseMetrics('score -> nan\n', spec('score', { pattern: 'score -> (\\S+)' }))).toEqual({ value: null, secondary: {}, line: 'score -> nan' });
+    expect(r).toEqual({ value: 2.25, secondary: { peak_vram_mb: 100 }, line: 'eval loss=2.25 acc=0.2', count: 2 });
+    expect(parseMetrics('score -> nan\n', spec('score', { pattern: 'score -> (\\S+)' }))).toEqual({ value: null, secondary: {}, line: 'score -> nan', count: 1 });
     expect(parseMetrics('score: 1\n', spec('score', { pattern: 'score=(\\d+)' })).value).toBeNull();
   });
 
   it('reports a broken custom pattern as a config error', () => {
     expect(() => parseMetrics('x', spec('x', { pattern: '(unclosed' }))).toThrow(/not a valid regular expression/);
+    expect(() => parseMetrics('x', spec('x', { pattern: '(?<=loss=)([0-9.]+)' }))).toThrow(/^metric\.pattern: uses lookaround/);
+  });
+
+  it('counts how often the metric was reported, so a run that prints its own metric line twice can be flagged', () => {
+    expect(parseMetrics(KARPATHY_SUMMARY, spec('val_bpb')).count).toBe(1);
+    expect(parseMetrics('val_bpb: 0.1\nMETRIC val_bpb=0.2\nval_bpb: nan\n', spec('val_bpb'))).toMatchObject({ value: null, count: 3 });
+    expect(parseMetrics('loss=1\nloss=2\nloss=3\n', spec('loss', { pattern: '^loss=(\\d)$' }))).toMatchObject({ value: 3, count: 3 });
+    expect(parseMetrics('nothing here\n', spec('loss', { pattern: 'loss=(\\d)' })).count).toBe(0);
+  });
+
+  it('reads a pattern with nested quantifiers over a flooded log at once (a backtracking engine would hang)', () => {
+    const flood = `${'a'.repeat(40)}!\n`.repeat(20000) + 'aaaa\n';
+    const r = parseMetrics(flood, spec('x', { pattern: '^((a+)+)$' }));
+    expect(r).toMatchObject({ line: 'aaaa', count: 1, value: null });
+    expect(parseMetrics(`${'a'.repeat(60)}\nscore 7\n`, spec('score', { pattern: '(?:.*a){20}|score (\\d)' }))).toMatchObject({ value: 7, count: 2 });
   });
 });
 

@@ -3,7 +3,7 @@ import { describe, it, expect } from 'vitest';
 import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ProgressTail, parseProgressLine, progressRegex } from '../../src/core/progress.js';
+import { MAX_PROGRESS_LINE_CHARS, ProgressTail, parseProgressLine, progressRegex } from '../../src/core/progress.js';
 
 describe('progress lines', () => {
   it('reads the default form for the metric only, and rejects non-numbers', () => {
@@ -18,6 +18,23 @@ describe('progress lines', () => {
   it('reads a configured pattern through its named groups', () => {
     const re = progressRegex('val_bpb', 'step (?<step>\\d+) \\| val (?<value>[0-9.]+)');
     expect(parseProgressLine('step 40 | val 3.5', re)).toEqual({ step: 40, value: 3.5 });
+  });
+
+  it('runs a pattern with nested quantifiers in linear time, and refuses lookaround by name', () => {
+    const re = progressRegex('loss', '^(?:(a+)+)x(?<step>\\d+) (?<value>\\d+)$');
+    expect(parseProgressLine(`${'a'.repeat(48)}!`, re)).toBeNull();
+    expect(parseProgressLine('aaax3 4', re)).toEqual({ step: 3, value: 4 });
+    expect(() => progressRegex('loss', '(?<=step )(?<step>\\d+) (?<value>\\d+)')).toThrow(/^metric\.progressPattern: uses lookaround/);
+  });
+
+  it('skips a flood line with no end instead of holding it in memory, and reads on after it', () => {
+    const log = join(mkdtempSync(join(tmpdir(), 'ratchet-progress-')), 'run.log');
+    writeFileSync(log, `progress score=1 step=1\n${'x'.repeat(MAX_PROGRESS_LINE_CHARS * 3)}`);
+    const tail = new ProgressTail(log, progressRegex('score'), 64 * 1024);
+    tail.read();
+    tail.read();
+    appendFileSync(log, 'progress score=9 step=9\nprogress score=2 step=2\n');
+    expect(tail.readAll().map((p) => p.step)).toEqual([1, 2]);
   });
 
   it('follows a growing log, joining a line split between two reads', () => {

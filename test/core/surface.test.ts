@@ -8,7 +8,9 @@ import { dirname, join } from 'node:path';
 import {
   changedPaths,
   checkEditSurface,
+  commitCandidate,
   describeViolations,
+  scanSurface,
   pinProtected,
   restorePinned,
   savePinnedContent,
@@ -17,6 +19,7 @@ import {
   type Violation,
 } from '../../src/core/surface.js';
 import { RatchetError } from '../../src/core/errors.js';
+import { Git } from '../../src/core/git.js';
 
 const EDITABLE = ['train.py', 'model/**'];
 const PROTECTED = ['prepare.py', 'data/**', 'eval/**'];
@@ -538,5 +541,104 @@ describe('describeViolations', () => {
     const text = describeViolations([{ path: "it's.py", reason: 'protected_deleted', detail: 'gone' }]);
     expect(text).toContain(`git checkout HEAD -- 'it'\\''s.py'`);
     expect(describeViolations([])).toBe('No edit-surface violations.');
+  });
+});
+
+describe('scanSurface / commitCandidate', () => {
+  async function scan(opts: { editable?: string[]; outputs?: string[] } = {}) {
+    const pins = await pinProtected(repo, PROTECTED);
+    return scanSurface({ repo, git: new Git(repo), baseCommit: base, editable: opts.editable ?? EDITABLE, protectedGlobs: PROTECTED, outputs: opts.outputs ?? [], pins });
+  }
+
+  async function candidateFiles(commit: string): Promise<string[]> {
+    return (await git('ls-tree', '-r', '-z', '--name-only', commit)).split('\0').filter(Boolean);
+  }
+
+  it('sees new surface files that .git/info/exclude, a self-ignoring .gitignore or core.excludesFile hide, and commits them', async () => {
+    writeFileSync(join(repo, '.git', 'info', 'exclude'), '.ratchet/\nmodel/by-exclude.py\n');
+    write('model/by-exclude.py', 'hidden 1\n');
+    write('model/lib/.gitignore', '*\n');
+    write('model/lib/by-gitignore.py', 'hidden 2\n');
+    write(join('..', 'global-ignore'), '*.hidden\n');
+    await git('config', 'core.excludesFile', join(root, 'global-ignore'));
+    write('model/by-excludesfile.hidden', 'hidden 3\n');
+    // Control: git itself does not see them.
+    expect(await git('ls-files', '--others', '--exclude-standard', 'model')).toBe('');
+
+    const s = await scan();
+    const hidden = ['model/by-exclude.py', 'model/by-excludesfile.hidden', 'model/lib/.gitignore', 'model/lib/by-gitignore.py'];
+    expect(s.violations).toEqual([]);
+    expect(s.surfaceFiles).toEqual(expect.arrayContaining(hidden));
+    expect(s.changed.map((c) => c.path)).toEqual(hidden);
+    const { commit } = await commitCandidate({ git: new Git(repo), parent: base, scan: s, message: 'candidate' });
+    expect(await candidateFiles(commit)).toEqual(expect.arrayContaining(hidden));
+    expect(await git('show', `${commit}:model/lib/by-gitignore.py`)).toBe('hidden 2\n');
+  });
+
+  it('builds the candidate from the parent plus the surface: removed files go, files outside the surface stay as the parent has them', async () => {
+    unlinkSync(join(repo, 'model', 'a.py'));
+    write('train.py', 'print("better")\n');
+    write('run.log', 'ignored, outside the surface\n');
+    const s = await scan();
+    expect(s.removed).toEqual(['model/a.py']);
+    expect(s.surfaceFiles).toEqual(['train.py']);
+    const { commit, tree } = await commitCandidate({ git: new Git(repo), parent: base, scan: s, message: 'candidate' });
+    expect((await git('rev-parse', `${commit}^{tree}`)).trim()).toBe(tree);
+    expect(await candidateFiles(commit)).toEqual(['.gitignore', 'README.md', 'eval/score.py', 'prepare.py', 'ratchet.json', 'train.py']);
+    expect(await git('show', `${commit}:train.py`)).toBe('print("better")\n');
+    expect((await git('rev-parse', `${commit}^`)).trim()).toBe(base);
+  });
+
+  it('refuses a nested repository in the surface, and commitCandidate refuses a scan with violations', async () => {
+    write('model/vendor/lib.py', 'v = 1\n');
+    await execa('git', ['init', '-q'], { cwd: join(repo, 'model', 'vendor'), env: cleanEnv(), extendEnv: false });
+    const s = await scan();
+    expect(reasons(s.violations)).toEqual({ 'model/vendor': 'nested_repository' });
+    expect(s.surfaceFiles).not.toContain('model/vendor/lib.py');
+    expect(describeViolations(s.violations)).toContain('Move model/vendor out of the editable surface');
+    await expect(commitCandidate({ git: new Git(repo), parent: base, scan: s, message: 'x' })).rejects.toMatchObject({ code: 'surface_violation' });
+  });
+
+  it('refuses a submodule (gitlink) in the surface', async () => {
+    await git('update-index', '--add', '--cacheinfo', `160000,${base},model/sub`);
+    await git('-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '-m', 'gitlink');
+    const head = (await git('rev-parse', 'HEAD')).trim();
+    const pins = await pinProtected(repo, PROTECTED);
+    const s = await scanSurface({ repo, baseCommit: head, editable: EDITABLE, protectedGlobs: PROTECTED, pins });
+    expect(reasons(s.violations)).toEqual({ 'model/sub': 'nested_repository' });
+  });
+
+  it('accepts and commits a file whose name has a newline inside an editable glob', async () => {
+    write('model/new\nline.py', 'x = 2\n');
+    const s = await scan();
+    expect(s.violations).toEqual([]);
+    expect(s.surfaceFiles).toContain('model/new\nline.py');
+    const { commit } = await commitCandidate({ git: new Git(repo), parent: base, scan: s, message: 'newline' });
+    expect(await candidateFiles(commit)).toContain('model/new\nline.py');
+  });
+
+  it('leaves declared outputs out of the surface, the changes and the candidate, ignored or not', async () => {
+    write('model/out/ckpt.bin', 'weights');
+    const s = await scan({ outputs: ['model/out/**'] });
+    expect(s.violations).toEqual([]);
+    expect(s.changed).toEqual([]);
+    expect(s.surfaceFiles).not.toContain('model/out/ckpt.bin');
+    // Without the declaration, the same file is part of the surface.
+    expect((await scan()).surfaceFiles).toContain('model/out/ckpt.bin');
+  });
+
+  it('commits the bytes the scan checked, not what is on disk later', async () => {
+    write('train.py', 'print("checked")\n');
+    const s = await scan();
+    write('train.py', 'print("swapped after the check")\n');
+    const { commit } = await commitCandidate({ git: new Git(repo), parent: base, scan: s, message: 'race' });
+    expect(await git('show', `${commit}:train.py`)).toBe('print("checked")\n');
+  });
+
+  it('finds a protected file hidden inside a nested repository', async () => {
+    const pins = await pinProtected(repo, PROTECTED);
+    write('eval/sub/cheat.py', 'SCORE = 0\n');
+    await execa('git', ['init', '-q'], { cwd: join(repo, 'eval', 'sub'), env: cleanEnv(), extendEnv: false });
+    expect(reasons(await verifyPins(repo, pins, PROTECTED))).toEqual({ 'eval/sub/cheat.py': 'protected_added' });
   });
 });

@@ -1,5 +1,6 @@
-// The child's argv (shell string or argv, joining the run cgroup before it can fork) and the checks made before spawning it.
+// The child's argv (shell string or argv, joining the run cgroup before it can fork), the checks before spawning it, its exit.
 import { accessSync, constants, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 
 export function commandArgv(command: string | string[]): string[] {
@@ -15,6 +16,22 @@ const JOIN_SCRIPT =
 
 export function joinCgroupArgv(procsFiles: string[], argv: string[]): string[] {
   return ['/bin/sh', '-c', JOIN_SCRIPT, 'ratchet-join', ...procsFiles, '--', ...argv];
+}
+
+const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, number]) => [number, name as NodeJS.Signals]));
+
+/**
+ * bwrap reports a command killed by signal N as exit code 128 + N, like a shell; read back as that signal, so a run
+ * stopped at its budget reads the same in and out of the sandbox. (A command that itself exits 128 + N reads the same.)
+ */
+export function sandboxExit(code: number | null, signal: NodeJS.Signals | null): { code: number | null; signal: NodeJS.Signals | null } {
+  const name = code !== null && code > 128 ? SIGNAL_NAMES.get(code - 128) : undefined;
+  return name ? { code: null, signal: name } : { code, signal };
+}
+
+/** The sandbox binds inputs over the workspace, so its program may not exist on the host yet: only the cwd is checked. */
+export function cwdProblem(cwd: string): string | null {
+  return isDirectory(cwd) ? null : `working directory does not exist: ${cwd}`;
 }
 
 /** Why the command cannot start, checked up front so a typo reads as such rather than as exit 127 from a wrapper. */

@@ -1,5 +1,5 @@
 // Shared types and file names of a supervised run: the spec the server writes, the result the supervisor writes.
-import { z } from 'zod';
+// Types only, no zod: the supervisor imports this file and must start fast (the server validates with run-schema.ts).
 
 export type Containment = 'cgroup-v2' | 'cgroup-v1' | 'proc';
 
@@ -7,12 +7,16 @@ export interface RunSpec {
   /** A string runs via /bin/sh -c; an array is argv, run directly. */
   command: string | string[];
   cwd: string;
-  /** Merged over the supervisor's process.env. */
+  /** Merged over the supervisor's process.env, or the whole environment when exactEnv is set. */
   env: Record<string, string>;
+  /** The child gets env (and the token) and nothing from the server's or the supervisor's environment. */
+  exactEnv?: boolean;
   budgetSeconds: number;
   graceSeconds: number;
   /** stdout and stderr are appended here. */
   logPath: string;
+  /** When set, stdout alone is also written here (stderr goes to the log only): evaluate's trusted metric channel. */
+  stdoutPath?: string;
   /** The RunResult JSON, written atomically when the run is over. */
   resultPath: string;
   /** Bytes this run may add to the log before it is stopped. */
@@ -21,6 +25,8 @@ export interface RunSpec {
   containment?: 'auto' | 'cgroup' | 'proc';
   /** Unique id of the run, exported to every process of it as RATCHET_RUN_TOKEN. */
   token: string;
+  /** The sandbox launcher's argv (bwrap ... --): the command runs inside it, in its own PID namespace. */
+  sandbox?: { argv: string[] };
 }
 
 export interface RunResult {
@@ -36,6 +42,8 @@ export interface RunResult {
   peakMemoryBytes: number | null;
   memoryMethod: string;
   containment: Containment;
+  /** True when the command ran inside the sandbox (its own PID namespace); absent in results of older versions. */
+  sandboxed?: boolean;
   /** Processes found alive after the main process exited, which the final sweep then killed. */
   sweptProcesses: number;
   spawnError: string | null;
@@ -50,6 +58,7 @@ export interface RunStarted {
   childPid: number;
   startedAt: string;
   containment: Containment;
+  sandboxed?: boolean;
   cgroupDirs: string[];
 }
 
@@ -61,47 +70,6 @@ const TOKEN_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
 export function isValidToken(token: string): boolean {
   return TOKEN_PATTERN.test(token) && token !== '.' && token !== '..';
 }
-
-export const RunSpecSchema: z.ZodType<RunSpec> = z.object({
-  command: z.union([z.string().min(1), z.array(z.string()).min(1)]),
-  cwd: z.string().min(1),
-  env: z.record(z.string(), z.string()),
-  budgetSeconds: z.number().positive().finite(),
-  graceSeconds: z.number().nonnegative().finite(),
-  logPath: z.string().min(1),
-  resultPath: z.string().min(1),
-  maxLogBytes: z.number().int().positive(),
-  containment: z.enum(['auto', 'cgroup', 'proc']).optional(),
-  token: z.string().refine(isValidToken, 'letters, digits, "_", "." or "-" only (at most 128)'),
-});
-
-export const RunResultSchema: z.ZodType<RunResult> = z.object({
-  token: z.string(),
-  exitCode: z.number().int().nullable(),
-  signal: z.string().nullable(),
-  timedOut: z.boolean(),
-  cancelled: z.boolean(),
-  logLimitExceeded: z.boolean(),
-  startedAt: z.string(),
-  endedAt: z.string(),
-  durationMs: z.number(),
-  peakMemoryBytes: z.number().nullable(),
-  memoryMethod: z.string(),
-  containment: z.enum(['cgroup-v2', 'cgroup-v1', 'proc']),
-  sweptProcesses: z.number().int(),
-  spawnError: z.string().nullable(),
-  supervisorPid: z.number().int(),
-  childPid: z.number().int().nullable(),
-});
-
-export const RunStartedSchema: z.ZodType<RunStarted> = z.object({
-  token: z.string(),
-  supervisorPid: z.number().int(),
-  childPid: z.number().int(),
-  startedAt: z.string(),
-  containment: z.enum(['cgroup-v2', 'cgroup-v1', 'proc']),
-  cgroupDirs: z.array(z.string()),
-});
 
 export function specPathFor(resultPath: string): string {
   return `${resultPath}.spec.json`;

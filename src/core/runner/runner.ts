@@ -1,32 +1,30 @@
-// Server-side runner API: start a detached supervisor per run, read or await its result, cancel it, recover after it died.
+// Server-side runner API: start a detached supervisor per run, hear or await its result, cancel it, recover after it died.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RatchetError } from '../errors.js';
 import { writeJsonAtomic } from './atomic-file.js';
 import { cgroupMembers, findRunCgroups, removeCgroups, signalCgroup } from './cgroup.js';
+import { listenToSupervisor, watchRunResult } from './completion.js';
 import { readLogTail } from './log-tail.js';
-import { carriesToken, isDead, readStat, signalProcess, sleep, tokenTree } from './process-tree.js';
-import {
-  isValidToken,
-  RunResultSchema,
-  RunSpecSchema,
-  RunStartedSchema,
-  specPathFor,
-  startedPathFor,
-  supervisorLogPathFor,
-  TOKEN_ENV,
-  type RunResult,
-  type RunSpec,
-  type RunStarted,
-} from './run-spec.js';
+import { isDead, readStat, signalProcess, sleep, tokenTree } from './process-tree.js';
+import { isSupervisorAlive, readIfExists, readRunResult, readRunStarted } from './result-files.js';
+import { RunSpecSchema } from './run-schema.js';
+import { isValidToken, specPathFor, startedPathFor, supervisorLogPathFor, TOKEN_ENV, type RunResult, type RunSpec, type RunStarted } from './run-spec.js';
 
-export { readLogTail };
+export { isSupervisorAlive, readLogTail, readRunResult, readRunStarted, watchRunResult };
 export type { RunResult, RunSpec, RunStarted };
 
 const START_TIMEOUT_MS = 15_000;
 const SWEEP_TIMEOUT_MS = 30_000;
+
+export interface StartedRun {
+  supervisorPid: number;
+  specPath: string;
+  /** Settles the moment the supervisor announces its result (no polling); null if it died without writing one. */
+  done: Promise<RunResult | null>;
+}
 
 /** dist/core/runner/supervise.js; from the TypeScript sources (vitest, tsx) the built copy under <project>/dist. */
 export function supervisorScriptPath(): string {
@@ -36,8 +34,14 @@ export function supervisorScriptPath(): string {
 }
 
 /** Starts the run under its own detached supervisor and returns once the child is running (or has failed to start). */
-export async function startRun(spec: RunSpec): Promise<{ supervisorPid: number; specPath: string }> {
-  const full = validSpec({ ...spec, cwd: resolve(spec.cwd), logPath: resolve(spec.logPath), resultPath: resolve(spec.resultPath) });
+export async function startRun(spec: RunSpec): Promise<StartedRun> {
+  const full = validSpec({
+    ...spec,
+    cwd: resolve(spec.cwd),
+    logPath: resolve(spec.logPath),
+    resultPath: resolve(spec.resultPath),
+    ...(spec.stdoutPath !== undefined ? { stdoutPath: resolve(spec.stdoutPath) } : {}),
+  });
   const script = supervisorScriptPath();
   if (!existsSync(script)) {
     throw new RatchetError('internal', `The run supervisor is not built: ${script} is missing.`, 'Run `npm run build`, then retry.');
@@ -47,39 +51,28 @@ export async function startRun(spec: RunSpec): Promise<{ supervisorPid: number; 
   rmSync(full.resultPath, { force: true });
   rmSync(startedPathFor(full.resultPath), { force: true });
   const specPath = specPathFor(full.resultPath);
-  writeJsonAtomic(specPath, full);
+  writeJsonAtomic(specPath, full, { durable: false });
   const errorLog = supervisorLogPathFor(full.resultPath);
   const errFd = openSync(errorLog, 'w');
   let child: ChildProcess;
   try {
     // detached: its own session, so neither the server's death nor its terminal's hangup reaches the supervisor.
+    // stdout is a pipe only the server reads: "started" and "done" arrive the moment they happen.
     child = spawn(process.execPath, [script, specPath], {
       detached: true,
-      stdio: ['ignore', 'ignore', errFd],
+      stdio: ['ignore', 'pipe', errFd],
       env: { ...process.env, [TOKEN_ENV]: full.token },
       cwd: '/',
     });
   } finally {
     closeSync(errFd);
   }
-  await supervisorStarted(child, full.resultPath, errorLog);
-  child.unref();
-  return { supervisorPid: child.pid ?? 0, specPath };
+  const link = listenToSupervisor(child, full.resultPath);
+  await supervisorStarted(child, link.started, errorLog);
+  return { supervisorPid: child.pid ?? 0, specPath, done: link.done };
 }
 
-/** The result, or null while the run is still going (or its supervisor died without one: see isSupervisorAlive). */
-export function readRunResult(resultPath: string): RunResult | null {
-  const text = readIfExists(resultPath);
-  return text === null ? null : RunResultSchema.parse(JSON.parse(text));
-}
-
-/** What the supervisor recorded on starting the child (its pid, containment, cgroups), or null. */
-export function readRunStarted(resultPath: string): RunStarted | null {
-  const text = readIfExists(startedPathFor(resultPath));
-  return text === null ? null : RunStartedSchema.parse(JSON.parse(text));
-}
-
-/** Polls for the result; null when timeoutMs passes or signal aborts first. */
+/** Polls for the result; null when timeoutMs passes or signal aborts first. Prefer startRun's done or watchRunResult. */
 export async function waitForRunResult(
   resultPath: string,
   opts: { timeoutMs: number; signal?: AbortSignal; onTick?: (elapsedMs: number) => void; tickMs?: number },
@@ -93,18 +86,6 @@ export async function waitForRunResult(
     if (elapsed >= opts.timeoutMs || opts.signal?.aborted) return null;
     opts.onTick?.(elapsed);
     await abortableSleep(Math.min(tickMs, opts.timeoutMs - elapsed), opts.signal);
-  }
-}
-
-/** True only if pid is still this run's supervisor: a reused pid carries neither the token nor the script. */
-export function isSupervisorAlive(pid: number, token: string): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  const stat = readStat(pid);
-  if (!stat || isDead(stat) || !carriesToken(pid, token)) return false;
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('supervise.js');
-  } catch {
-    return false;
   }
 }
 
@@ -122,6 +103,7 @@ export function cancelRun(supervisorPid: number, token: string): boolean {
 /**
  * Recovery for a run whose supervisor died: SIGKILLs every process carrying the token (and their descendants),
  * the supervisor included if it still lives, then its cgroups. Returns how many processes it killed.
+ * A sandboxed run needs none of this (its namespace dies with the supervisor), but the sweep is harmless there.
  */
 export async function sweepRun(token: string): Promise<number> {
   if (!isValidToken(token)) throw new RatchetError('invalid_argument', `Invalid run token: ${token}`, 'Pass the token the run was started with.');
@@ -151,33 +133,20 @@ function validSpec(spec: RunSpec): RunSpec {
   throw new RatchetError('invalid_argument', `Invalid run spec: ${issues}`, 'Fix the listed fields and start the run again.');
 }
 
-async function supervisorStarted(child: ChildProcess, resultPath: string, errorLog: string): Promise<void> {
-  const state: { gone: string | null } = { gone: null };
-  child.once('exit', (code, signal) => (state.gone = `exited (${signal ?? `code ${code}`})`));
-  child.once('error', (err) => (state.gone = `could not start: ${err.message}`));
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  const ready = (): boolean => existsSync(startedPathFor(resultPath)) || existsSync(resultPath);
-  for (;;) {
-    if (ready()) return;
-    // Checked after the files: a supervisor that wrote its result and exited at once has not failed.
-    if (state.gone !== null && !ready()) {
-      const detail = (readIfExists(errorLog) ?? '').trim().split('\n').slice(-20).join('\n');
-      throw new RatchetError('internal', `The run supervisor ${state.gone} before starting the run.${detail ? `\n${detail}` : ''}`, `See ${errorLog}.`);
-    }
-    if (Date.now() > deadline) {
-      if (child.pid !== undefined && state.gone === null) process.kill(child.pid, 'SIGTERM');
-      throw new RatchetError('internal', `The run supervisor did not start the run within ${START_TIMEOUT_MS / 1000} s.`, `The machine may be overloaded; see ${errorLog}.`);
-    }
-    await sleep(20);
-  }
-}
-
-function readIfExists(path: string): string | null {
+async function supervisorStarted(child: ChildProcess, started: Promise<void>, errorLog: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), START_TIMEOUT_MS)));
   try {
-    return readFileSync(path, 'utf8');
+    const outcome = await Promise.race([started, timeout]);
+    if (outcome !== 'timeout') return;
+    if (child.pid !== undefined) process.kill(child.pid, 'SIGTERM');
+    throw new RatchetError('internal', `The run supervisor did not start the run within ${START_TIMEOUT_MS / 1000} s.`, `The machine may be overloaded; see ${errorLog}.`);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    if (err instanceof RatchetError) throw err;
+    const detail = (readIfExists(errorLog) ?? '').trim().split('\n').slice(-20).join('\n');
+    throw new RatchetError('internal', `The run supervisor ${(err as Error).message} before starting the run.${detail ? `\n${detail}` : ''}`, `See ${errorLog}.`);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,7 +1,8 @@
 // Supervisor entry point, run detached as `node supervise.js <specPath>`: one per run, so the run outlives a dying server.
+// Imports node builtins only (no zod, nothing heavy): its start-up is part of every run's overhead.
 import { readSpec, Supervisor } from './supervisor.js';
 
-// stdout is /dev/null and stderr the run's supervisor.log: only a failure of the supervisor itself is ever written.
+// stdout is the pipe to the server (channel.ts); stderr the run's supervisor.log, written only when the supervisor itself fails.
 function fail(message: string): never {
   process.stderr.write(`ratchet supervisor: ${message}\n`);
   process.exit(1);

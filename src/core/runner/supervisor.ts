@@ -1,17 +1,20 @@
-// One supervised run, start to result: child in its own session (and cgroup), budget, log cap, cancel, sweep, result file.
+// The supervisor proper: starts the child (in its sandbox, its cgroup), enforces budget and grace, sweeps leftovers, writes the result.
 import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { writeJsonAtomic } from './atomic-file.js';
+import { announce } from './channel.js';
 import { cgroupDirs, cgroupMembers, createRunCgroup, procsFiles, readMemoryBytes, removeCgroups, signalCgroup, type RunCgroup } from './cgroup.js';
-import { commandArgv, joinCgroupArgv, spawnProblem } from './child-command.js';
-import { signalGroup } from './process-tree.js';
-import { RunSpecSchema, startedPathFor, TOKEN_ENV, type Containment, type RunResult, type RunSpec, type RunStarted } from './run-spec.js';
+import { ChildOutput } from './child-output.js';
+import { commandArgv, cwdProblem, joinCgroupArgv, sandboxExit, spawnProblem } from './child-command.js';
+import { signalGroup, type ProcStat } from './process-tree.js';
+import { isValidToken, startedPathFor, TOKEN_ENV, type Containment, type RunResult, type RunSpec, type RunStarted } from './run-spec.js';
 import { ProcessTracker } from './tracker.js';
 
 const TICK_MS = 100;
 // A SIGKILLed GPU process can take many seconds to release the device and die; past this the result is written anyway.
 const KILL_WAIT_MS = 60_000;
+// Once every process is dead the stdout pipe closes at once; this only bounds a writer stuck in the kernel.
+const DRAIN_MS = 2_000;
 const RSS_METHOD = `proc VmRSS sum sampled every ${TICK_MS}ms`;
 
 type StopReason = 'timeout' | 'cancel' | 'log';
@@ -21,14 +24,19 @@ interface Exit {
   signal: NodeJS.Signals | null;
 }
 
+/** The spec as the server wrote it; it was validated there (run-schema.ts), so only the token is checked again. */
 export function readSpec(specPath: string): RunSpec {
-  return RunSpecSchema.parse(JSON.parse(readFileSync(specPath, 'utf8')));
+  const spec = JSON.parse(readFileSync(specPath, 'utf8')) as RunSpec;
+  if (typeof spec?.token !== 'string' || !isValidToken(spec.token)) throw new Error('the spec has no valid token');
+  return spec;
 }
 
 export class Supervisor {
   private readonly env: Record<string, string>;
-  private readonly argv: string[];
+  /** The command as the user wrote it; inside the sandbox when there is one. */
+  private readonly command: string[];
   private readonly tracker: ProcessTracker;
+  private readonly output: ChildOutput;
   private cgroup: RunCgroup | null = null;
   private childPid: number | null = null;
   private exit: Exit | null = null;
@@ -38,22 +46,23 @@ export class Supervisor {
   private termAt: number | null = null;
   private killAt: number | null = null;
   private swept = 0;
-  private logFd: number | null = null;
-  private logBase = 0;
-  private logExceeded = false;
   private peakRss: number | null = null;
   private peakCgroupSample: number | null = null;
+  // Sandbox only: the command's pid (host view) and how many orphans of the step were alive at the last look.
+  private commandPid: number | null = null;
+  private othersInside = 0;
   private wake: (() => void) | null = null;
 
   constructor(private readonly spec: RunSpec) {
     this.env = childEnv(spec);
-    this.argv = commandArgv(spec.command);
+    this.command = commandArgv(spec.command);
+    this.output = new ChildOutput(spec.logPath, spec.stdoutPath, spec.maxLogBytes);
     this.tracker = new ProcessTracker(spec.token, new Set([process.pid]), () => cgroupMembers(this.dirs()));
   }
 
   async run(): Promise<RunResult> {
     try {
-      const refusal = this.contain() ?? spawnProblem(this.argv, this.spec.cwd, this.env);
+      const refusal = this.contain() ?? this.launcherProblem() ?? this.commandProblem();
       if (refusal !== null || this.stopReason === 'cancel') return await this.conclude(refusal);
       const spawnError = await this.spawnChild();
       if (spawnError !== null) return await this.conclude(spawnError);
@@ -79,6 +88,7 @@ export class Supervisor {
     this.endMs ??= Date.now();
     const result = this.result(`supervisor failed: ${(err as Error)?.stack ?? String(err)}`, { bytes: null, method: 'none: supervisor failed' });
     writeJsonAtomic(this.spec.resultPath, result);
+    announce({ type: 'done', result });
   }
 
   // Returns why the run cannot start, or null. Without a cgroup the run falls back to /proc tracking unless one was required.
@@ -90,17 +100,26 @@ export class Supervisor {
     return null;
   }
 
+  private commandProblem(): string | null {
+    return this.spec.sandbox ? cwdProblem(this.spec.cwd) : spawnProblem(this.command, this.spec.cwd, this.env);
+  }
+
+  private launcherProblem(): string | null {
+    const launcher = this.spec.sandbox?.argv[0];
+    if (launcher === undefined || spawnProblem([launcher], '/', this.env) === null) return null;
+    return `the sandbox cannot start: ${launcher} is missing or not executable`;
+  }
+
   private async spawnChild(): Promise<string | null> {
-    mkdirSync(dirname(this.spec.logPath), { recursive: true });
-    this.logFd = openSync(this.spec.logPath, 'a');
-    this.logBase = fstatSync(this.logFd).size;
-    const argv = this.cgroup ? joinCgroupArgv(procsFiles(this.cgroup), this.argv) : this.argv;
-    const [file = '', ...args] = argv;
+    this.output.open();
+    const launch = this.spec.sandbox ? [...this.spec.sandbox.argv, ...this.command] : this.command;
+    const [file = '', ...args] = this.cgroup ? joinCgroupArgv(procsFiles(this.cgroup), launch) : launch;
     this.startMs = Date.now();
     // detached: a new session and process group led by the child, so nothing reaches it via the server's terminal.
-    const child = spawn(file, args, { cwd: this.spec.cwd, env: this.env, stdio: ['ignore', this.logFd, this.logFd], detached: true });
+    const child = spawn(file, args, { cwd: this.spec.cwd, env: this.env, stdio: this.output.stdio(), detached: true });
+    this.output.attach(child);
     child.once('exit', (code, signal) => {
-      this.exit = { code, signal };
+      this.exit = this.spec.sandbox ? sandboxExit(code, signal) : { code, signal };
       this.endMs = Date.now();
       this.wake?.();
     });
@@ -122,9 +141,12 @@ export class Supervisor {
       childPid: this.childPid ?? 0,
       startedAt: new Date(this.startMs).toISOString(),
       containment: this.containment(),
+      sandboxed: this.spec.sandbox !== undefined,
       cgroupDirs: this.dirs(),
     };
-    writeJsonAtomic(startedPathFor(this.spec.resultPath), started);
+    // For readers after a restart only; the server that started us hears it on the pipe, so no fsync.
+    writeJsonAtomic(startedPathFor(this.spec.resultPath), started, { durable: false });
+    announce({ type: 'started', started });
   }
 
   private async superviseMain(): Promise<void> {
@@ -139,9 +161,10 @@ export class Supervisor {
   }
 
   // "No process may outlive the run": whatever is left once the main process is gone gets TERM, then KILL after grace.
+  // In a sandbox the kernel has already killed the rest with the namespace; the count is the orphans seen at the last look.
   private async sweepLeftovers(): Promise<void> {
     this.observe();
-    this.swept = this.tracker.live().length;
+    this.swept = this.spec.sandbox ? this.othersInside : this.tracker.live().length;
     while (this.anyAlive() && !this.killGivenUp()) {
       this.escalate(true);
       await this.nap();
@@ -158,17 +181,22 @@ export class Supervisor {
       const current = readMemoryBytes(memory);
       if (current !== null) this.peakCgroupSample = Math.max(this.peakCgroupSample ?? 0, current);
     }
-    this.capLog();
+    if (this.spec.sandbox && this.exit === null) this.countInside();
+    if (this.output.cap() && this.exit === null && this.stopReason === null) this.stopReason = 'log';
   }
 
-  // Bytes past the cap are cut off at every look, so a flood (or a daemon still writing during grace) cannot fill the disk.
-  private capLog(): void {
-    if (this.logFd === null) return;
-    const cap = this.logBase + this.spec.maxLogBytes;
-    if (fstatSync(this.logFd).size <= cap) return;
-    ftruncateSync(this.logFd, cap);
-    this.logExceeded = true;
-    if (this.exit === null && this.stopReason === null) this.stopReason = 'log';
+  // The sandbox's two bwrap processes are the child and its only child, the namespace's init; the command is init's first
+  // child. Any other process under init has outlived its parent: a leftover the namespace's end will kill.
+  private countInside(): void {
+    const inits = new Set(this.tracker.live().filter((p) => p.ppid === this.childPid).map((p) => p.pid));
+    const orphans = this.insideSandbox().filter((p) => inits.has(p.ppid)).sort((a, b) => Number(a.startTime) - Number(b.startTime));
+    this.commandPid ??= orphans[0]?.pid ?? null;
+    this.othersInside = orphans.filter((p) => p.pid !== this.commandPid).length;
+  }
+
+  private insideSandbox(): ProcStat[] {
+    const root = this.childPid;
+    return this.tracker.live().filter((p) => p.pid !== root && p.ppid !== root);
   }
 
   private escalate(stopping: boolean): void {
@@ -184,25 +212,21 @@ export class Supervisor {
   }
 
   // TERM reaches each process once (some programs read a second TERM as "quit without cleanup"); KILL goes every way there is.
+  // In a sandbox TERM skips bwrap itself: its death would SIGKILL the namespace and cut the command's grace short.
   private signalTree(signal: NodeJS.Signals): void {
     const root = this.childPid;
     const live = this.tracker.live();
     // After the main process is reaped its pid is free again, so the group is signalled only while a member is seen alive.
     const groupAlive = root !== null && (this.exit === null || live.some((p) => p.pgid === root));
-    if (root !== null && groupAlive) signalGroup(root, signal);
     if (signal === 'SIGKILL') {
+      if (root !== null && groupAlive) signalGroup(root, signal);
       signalCgroup(this.dirs(), signal);
       this.tracker.signalAll(signal);
       return;
     }
-    for (const p of live) {
-      if (groupAlive && p.pgid === root) continue;
-      try {
-        process.kill(p.pid, signal);
-      } catch {
-        // already gone
-      }
-    }
+    if (this.spec.sandbox) return void signalEach(this.insideSandbox(), signal);
+    if (root !== null && groupAlive) signalGroup(root, signal);
+    signalEach(live.filter((p) => !(groupAlive && p.pgid === root)), signal);
   }
 
   private anyAlive(): boolean {
@@ -227,18 +251,14 @@ export class Supervisor {
 
   private async conclude(spawnError: string | null): Promise<RunResult> {
     this.endMs ??= Date.now();
-    if (this.logFd !== null) {
-      this.capLog();
-      if (this.logExceeded) {
-        writeSync(this.logFd, `\n[ratchet] output exceeded maxLogBytes (${this.spec.maxLogBytes} bytes): the run was stopped and the rest discarded\n`);
-      }
-      closeSync(this.logFd);
-      this.logFd = null;
-    }
+    if (this.childPid !== null) await this.output.drain(DRAIN_MS);
+    this.output.close();
     const memory = this.peakMemory();
     if (this.cgroup) await removeCgroups(this.dirs());
     const result = this.result(spawnError, memory);
+    // The file first, durably: a server that hears "done" and records it must find the same result after a crash.
     writeJsonAtomic(this.spec.resultPath, result);
+    announce({ type: 'done', result });
     return result;
   }
 
@@ -261,13 +281,14 @@ export class Supervisor {
       signal: this.exit?.signal ?? null,
       timedOut: this.stopReason === 'timeout',
       cancelled: this.stopReason === 'cancel',
-      logLimitExceeded: this.logExceeded,
+      logLimitExceeded: this.output.exceeded,
       startedAt: new Date(this.startMs).toISOString(),
       endedAt: new Date(endMs).toISOString(),
       durationMs: Math.max(0, endMs - this.startMs),
       peakMemoryBytes: memory.bytes,
       memoryMethod: memory.method,
       containment: this.containment(),
+      sandboxed: this.spec.sandbox !== undefined,
       sweptProcesses: this.swept,
       spawnError,
       supervisorPid: process.pid,
@@ -284,8 +305,18 @@ export class Supervisor {
   }
 }
 
+function signalEach(procs: ProcStat[], signal: NodeJS.Signals): void {
+  for (const p of procs) {
+    try {
+      process.kill(p.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
 function childEnv(spec: RunSpec): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
+  if (!spec.exactEnv) for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
   return { ...env, ...spec.env, [TOKEN_ENV]: spec.token };
 }

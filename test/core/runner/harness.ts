@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startRun, waitForRunResult } from '../../../src/core/runner/runner.js';
+import { startRun } from '../../../src/core/runner/runner.js';
 import type { RunResult, RunSpec } from '../../../src/core/runner/run-spec.js';
 
 const dirs: string[] = [];
@@ -36,11 +36,13 @@ export function specIn(dir: string, over: Partial<RunSpec> & Pick<RunSpec, 'comm
   };
 }
 
-/** Starts the run and waits for its result; fails the test if none comes within 30 s. */
+/** Starts the run and hears its result over the supervisor's pipe; fails the test if none comes within 30 s. */
 export async function runToResult(spec: RunSpec): Promise<{ result: RunResult; log: string; wallMs: number }> {
   const t0 = Date.now();
-  await startRun(spec);
-  const result = await waitForRunResult(spec.resultPath, { timeoutMs: 30_000, tickMs: 50 });
+  const { done } = await startRun(spec);
+  let timer: NodeJS.Timeout | undefined;
+  const result = await Promise.race([done, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 30_000)))]);
+  clearTimeout(timer);
   if (!result) throw new Error(`no result within 30 s for ${spec.resultPath}`);
   const log = existsSync(spec.logPath) ? readFileSync(spec.logPath, 'utf8') : '';
   return { result, log, wallMs: Date.now() - t0 };

@@ -1,0 +1,52 @@
+// A candidate: the agent's edits inside the surface, committed on top of the best, or refused with what to undo.
+import { hostname } from 'node:os';
+import type { Config } from './config.js';
+import type { LoopContext } from './context.js';
+import { globMatcher } from './globs.js';
+import type { ExperimentRow, SessionRow } from './ledger.js';
+import * as refusals from './refusals.js';
+import { CONFIG_PATH, commitCandidate, describeViolations, scanSurface } from './surface.js';
+
+/**
+ * Builds the candidate commit from the files in the edit surface as they are on disk (ignore files
+ * are not trusted there), records it, and returns its queued row. Refused changes are recorded too.
+ */
+export async function createCandidate(ctx: LoopContext, session: SessionRow, config: Config, input: { description: string; hypothesis?: string }): Promise<ExperimentRow> {
+  const { pins } = await ctx.pinned(session);
+  const scan = await scanSurface({
+    repo: ctx.repo,
+    git: ctx.git,
+    baseCommit: session.bestCommit,
+    editable: config.editable,
+    protectedGlobs: config.protected,
+    outputs: config.run.outputs,
+    pins,
+  });
+  const base = { sessionId: session.id, kind: 'candidate' as const, parentCommit: session.bestCommit, description: input.description, hypothesis: input.hypothesis ?? null };
+  if (scan.violations.length) {
+    const refused = ctx.ledger.createRefused({ ...base, reason: `edit surface violated by ${scan.violations.map((v) => v.path).join(', ')}`, violations: scan.violations });
+    ctx.log.warn({ id: refused.id, violations: scan.violations }, 'experiment refused');
+    throw refusals.surfaceRefused(refused.id, describeViolations(scan.violations), config.editable, scan.violations);
+  }
+  if (!scan.changed.length) throw refusals.nothingToTry(config.editable);
+
+  const e = ctx.ledger.createExperiment({ ...base, host: hostname() });
+  const message = `ratchet #${e.id}: ${input.description}${input.hypothesis ? `\n\n${input.hypothesis}` : ''}\n\nRatchet-Experiment: ${e.id}`;
+  const { commit } = await commitCandidate({ git: ctx.git, parent: session.bestCommit, scan, message });
+  await ctx.git.setRef(`refs/ratchet/${session.tag}/${e.id}`, commit);
+  // The commit is built from the scan's own list, so nothing outside the surface can ride along; checked anyway, as keep does.
+  const outside = await pathsOutsideSurface(ctx, session.bestCommit, commit, config);
+  if (outside.length) {
+    ctx.ledger.finish(e.id, 'refused', `the commit changes files outside the edit surface: ${outside.join(', ')}`);
+    throw refusals.commitOutsideSurface(e.id, outside);
+  }
+  return ctx.ledger.setCommit(e.id, commit, await ctx.git.diffStats(session.bestCommit, commit));
+}
+
+/** Paths a commit changes relative to the best that the surface does not allow (both sides of a rename). */
+export async function pathsOutsideSurface(ctx: LoopContext, best: string, commit: string, config: Config): Promise<string[]> {
+  const isEditable = globMatcher(config.editable);
+  const isProtected = globMatcher([CONFIG_PATH, ...config.protected]);
+  const changed = (await ctx.git.changedBetween(best, commit)).flatMap((c) => (c.from ? [c.from, c.path] : [c.path]));
+  return [...new Set(changed)].filter((p) => !isEditable(p) || isProtected(p));
+}

@@ -1,0 +1,172 @@
+// What every part of the loop shares: the repo, git, the ledger, the executor, the workspaces, and lookups with their refusals.
+import { existsSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { homedir } from 'node:os';
+import { basename, join } from 'node:path';
+import type { Logger } from 'pino';
+import { parseConfig, type Config } from './config.js';
+import type { Executor } from './executor/executor.js';
+import { LocalExecutor } from './executor/local.js';
+import { Git } from './git.js';
+import { Ledger, ledgerPath, type ExperimentRow, type Measurement, type SessionRow } from './ledger.js';
+import * as refusals from './refusals.js';
+import type { Pin } from './surface.js';
+import { Workspaces } from './workspace.js';
+
+export interface LoopOptions {
+  repo: string;
+  logger: Logger;
+  /** nvidia-smi binary; tests point this at a fake that replays real output. */
+  nvidiaSmi?: string;
+  containment?: 'auto' | 'cgroup' | 'proc';
+  /** Where sandboxed tools keep caches (HOME, pip, uv, torch, Hugging Face); default ~/.cache/ratchet/<repo>. */
+  cacheDir?: string;
+  /** The executor to run steps with; the local sandboxed one by default. */
+  executor?: Executor;
+}
+
+/** The session's pinned rules, read from git objects: a ledger row is only a cache of them. */
+export interface Pinned {
+  config: Config;
+  pins: Pin[];
+}
+
+export class LoopContext {
+  readonly repo: string;
+  readonly stateDir: string;
+  readonly log: Logger;
+  readonly git: Git;
+  readonly workspaces: Workspaces;
+  /** One driver per in-flight experiment: it follows the run to its result and records it. */
+  readonly drivers = new Map<number, Promise<void>>();
+  closed = false;
+  private ledgerHandle: Ledger | null = null;
+  private readonly pinnedByCommit = new Map<string, Pinned>();
+
+  private readonly executors = new Map<string, Executor>();
+
+  constructor(
+    readonly opts: LoopOptions,
+    readonly executor: Executor,
+  ) {
+    this.repo = opts.repo;
+    this.stateDir = join(opts.repo, '.ratchet');
+    this.log = opts.logger;
+    this.git = new Git(opts.repo);
+    this.workspaces = new Workspaces(join(this.stateDir, 'ws'), this.git);
+  }
+
+  /** The executor for a config's sandbox setting (auto, required or off); one given in the options serves every setting. */
+  executorFor(config: Pick<Config, 'sandbox'>): Executor {
+    if (this.opts.executor) return this.opts.executor;
+    let executor = this.executors.get(config.sandbox);
+    if (!executor) {
+      executor = new LocalExecutor({ mode: config.sandbox, containment: this.opts.containment });
+      this.executors.set(config.sandbox, executor);
+    }
+    return executor;
+  }
+
+  get ledger(): Ledger {
+    if (!this.ledgerHandle) {
+      mkdirSync(this.stateDir, { recursive: true });
+      this.ledgerHandle = new Ledger(ledgerPath(this.repo));
+    }
+    return this.ledgerHandle;
+  }
+
+  /** Swaps in a reopened ledger (after its file was restored). */
+  replaceLedger(next: Ledger | null): void {
+    this.ledgerHandle?.close();
+    this.ledgerHandle = next;
+  }
+
+  get hasLedger(): boolean {
+    return this.ledgerHandle !== null || existsSync(ledgerPath(this.repo));
+  }
+
+  closeLedger(): void {
+    this.ledgerHandle?.close();
+    this.ledgerHandle = null;
+  }
+
+  runDir(id: number): string {
+    return join(this.stateDir, 'runs', String(id));
+  }
+
+  get scratchDir(): string {
+    return join(this.stateDir, 'tmp');
+  }
+
+  get resultsTsvPath(): string {
+    return join(this.stateDir, 'results.tsv');
+  }
+
+  /** Persistent caches for sandboxed tools: outside the workspace and away from ratchet's state. */
+  get cacheDir(): string {
+    if (this.opts.cacheDir) return this.opts.cacheDir;
+    const id = createHash('sha256').update(this.repo).digest('hex').slice(0, 12);
+    return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'ratchet', `${basename(this.repo)}-${id}`);
+  }
+
+  /** The pinned config and pins of a session, from its pinned commit (immutable, so cached by sha). */
+  async pinned(session: SessionRow): Promise<Pinned> {
+    const sha = session.pinnedCommit;
+    if (!sha) return { config: parseConfig(session.config), pins: session.pins };
+    const cached = this.pinnedByCommit.get(sha);
+    if (cached) return cached;
+    const [configBlob, pinsBlob] = await Promise.all([this.git.readBlob(sha, 'ratchet.json'), this.git.readBlob(sha, 'pins.json')]);
+    if (!configBlob || !pinsBlob) throw new Error(`the session's pinned commit ${sha.slice(0, 7)} lacks ratchet.json or pins.json`);
+    const pinned = { config: parseConfig(JSON.parse(configBlob.toString('utf8'))), pins: JSON.parse(pinsBlob.toString('utf8')) as Pin[] };
+    this.pinnedByCommit.set(sha, pinned);
+    return pinned;
+  }
+
+  /** The pinned config, synchronously: from the cache filled by `pinned`, else the ledger's copy. */
+  configOf(session: SessionRow): Config {
+    return (session.pinnedCommit && this.pinnedByCommit.get(session.pinnedCommit)?.config) || parseConfig(session.config);
+  }
+
+  requireSession(): { session: SessionRow; config: Config } {
+    const session = this.hasLedger ? this.ledger.activeSession() : undefined;
+    if (!session) throw refusals.noSession();
+    return { session, config: this.configOf(session) };
+  }
+
+  requireExperiment(id: number, session?: SessionRow): ExperimentRow {
+    const e = this.hasLedger ? this.ledger.experiment(id) : undefined;
+    if (!e || (session && e.sessionId !== session.id)) throw refusals.unknownExperiment(id, session?.tag);
+    return e;
+  }
+
+  bestOf(session: SessionRow): ExperimentRow | undefined {
+    return session.bestExperimentId !== null ? this.ledger.experiment(session.bestExperimentId) : undefined;
+  }
+
+  private measured: { key: string; rows: Measurement[] } | null = null;
+
+  /** The session's measurements of a metric, re-read only when the ledger changed (status stays fast at 100k experiments). */
+  measurements(sessionId: number, metricName: string): Measurement[] {
+    const key = `${sessionId}:${metricName}:${this.ledger.chainHead().seq}`;
+    if (this.measured?.key !== key) this.measured = { key, rows: this.ledger.measurements(sessionId, metricName) };
+    return this.measured.rows;
+  }
+
+  /** A measured candidate that needs keep or revert before anything else runs. */
+  awaitingDecision(session: SessionRow): ExperimentRow | undefined {
+    const latest = this.ledger.latestRunExperiment(session.id);
+    return latest && latest.kind === 'candidate' && latest.state === 'measured' && latest.decision === null ? latest : undefined;
+  }
+
+  /** A cancel can land while a driver awaits; it must never be overwritten by a later result. */
+  stillRunning(id: number): boolean {
+    return this.ledger.experiment(id)?.state === 'running';
+  }
+
+  /** results.tsv follows the active session; results-<tag>.tsv keeps every session's own file. */
+  writeResults(session: SessionRow): void {
+    const config = this.configOf(session);
+    this.ledger.writeResultsTsv(session.id, config.metric.name, join(this.stateDir, `results-${session.tag}.tsv`));
+    if (this.ledger.activeSession()?.id === session.id) this.ledger.writeResultsTsv(session.id, config.metric.name, this.resultsTsvPath);
+  }
+}

@@ -1,0 +1,133 @@
+// The decision, pure: how a candidate compares with the best under the session's rule, from measurements alone.
+import { hostname } from 'node:os';
+import type { Config } from './config.js';
+import type { ExperimentRow, Measurement } from './ledger.js';
+import { criticalValue, decide, pooledNoise, summarize, type PooledNoise } from './statistics.js';
+import type { ConstraintCheck, DecisionReport } from './views.js';
+
+/** The machine a run measured on: only measurements from the same host and GPU model are compared or pooled. */
+export interface Machine {
+  host: string;
+  gpuModel: string | null;
+}
+
+export function machineOf(e: Pick<ExperimentRow, 'host' | 'gpus'>): Machine {
+  return { host: e.host ?? hostname(), gpuModel: e.gpus?.model ?? null };
+}
+
+export function onMachine(measurements: Measurement[], machine: Machine): Measurement[] {
+  return measurements.filter((m) => m.host === machine.host && m.gpuModel === machine.gpuModel);
+}
+
+/** Pooled over groups of repeated runs of one commit within one experiment, so drift between experiments does not count as noise. */
+export function noiseOf(measurements: Measurement[]): PooledNoise {
+  const groups = new Map<string, number[]>();
+  for (const m of measurements) {
+    const key = `${m.root}:${m.commit}`;
+    const group = groups.get(key);
+    if (group) group.push(m.value);
+    else groups.set(key, [m.value]);
+  }
+  return pooledNoise([...groups.values()]);
+}
+
+export interface Comparison {
+  bestId: number | null;
+  bestMetric: number | null;
+  delta: number | null;
+  improved: boolean;
+  equal: boolean;
+  direction: 'minimize' | 'maximize';
+}
+
+/** One figure against the best's stored figure: the greedy rule's whole decision. */
+export function compare(metric: number, best: Pick<ExperimentRow, 'id' | 'metric'> | undefined, direction: 'minimize' | 'maximize'): Comparison {
+  if (!best || best.metric === null) return { bestId: best?.id ?? null, bestMetric: null, delta: null, improved: true, equal: false, direction };
+  const delta = metric - best.metric;
+  const improved = direction === 'minimize' ? delta < 0 : delta > 0;
+  return { bestId: best.id, bestMetric: best.metric, delta, improved, equal: delta === 0, direction };
+}
+
+/** Interval of one side's mean with the session's pooled noise, at the per-look confidence. */
+export function meanInterval(values: number[], noise: PooledNoise, rule: Config['decision']): [number, number] | null {
+  if (!values.length || !noise.df || !Number.isFinite(noise.sd)) return null;
+  const mean = values.reduce((a, x) => a + x, 0) / values.length;
+  const half = criticalValue(rule, noise.df) * (noise.sd / Math.sqrt(values.length));
+  return [mean - half, mean + half];
+}
+
+export function checkConstraints(config: Config, metric: number, secondary: Record<string, number>): ConstraintCheck[] {
+  return config.metric.constraints.map((c) => {
+    const value = c.metric === config.metric.name ? metric : secondary[c.metric] ?? null;
+    const ok = value !== null && (c.max === undefined || value <= c.max) && (c.min === undefined || value >= c.min);
+    return { metric: c.metric, value, ...(c.min !== undefined ? { min: c.min } : {}), ...(c.max !== undefined ? { max: c.max } : {}), ok };
+  });
+}
+
+export interface DecisionInput {
+  root: ExperimentRow;
+  best: ExperimentRow | undefined;
+  config: Config;
+  /** The session's measurements of the primary metric on the root's machine. */
+  measurements: Measurement[];
+  runsSpent: number;
+  /** A failed re-measurement of the best ends the decision with the runs it has. */
+  final?: boolean;
+}
+
+/** Where a candidate stands: greedy compares one run with the best's figure; significant runs the sequential test. */
+export function decisionReport(input: DecisionInput): DecisionReport {
+  return input.config.decision.rule === 'greedy' ? greedyReport(input) : significantReport(input);
+}
+
+function greedyReport({ root, best, config, runsSpent }: DecisionInput): DecisionReport {
+  const cmp = root.metric === null ? null : compare(root.metric, best, config.metric.direction);
+  const sign = config.metric.direction === 'minimize' ? -1 : 1;
+  const effect = cmp === null || cmp.delta === null ? null : sign * cmp.delta;
+  return {
+    rule: 'greedy',
+    runs: root.metric === null ? [] : [{ id: root.id, side: 'candidate', value: root.metric }],
+    verdict: cmp === null ? 'pending' : cmp.improved ? 'improved' : cmp.equal ? 'inconclusive' : 'worse',
+    candidate: { commit: root.commit, n: root.metric === null ? 0 : 1, mean: root.metric, interval: null },
+    best: { commit: best?.commit ?? null, n: best?.metric != null ? 1 : 0, mean: best?.metric ?? null, interval: null },
+    effect,
+    effectInterval: null,
+    relativeEffect: effect !== null && best?.metric ? effect / Math.abs(best.metric) : null,
+    confidence: 0,
+    conditionalPower: null,
+    runsSpent,
+    why: 'greedy rule: one run each, strictly better keeps',
+  };
+}
+
+function significantReport({ root, config, measurements, runsSpent, final }: DecisionInput): DecisionReport {
+  const rule = config.decision;
+  const mine = measurements.filter((m) => m.root === root.id);
+  const candidate = mine.filter((m) => m.commit === root.commit).map((m) => m.value);
+  const fresh = mine.filter((m) => m.commit === root.parentCommit).map((m) => m.value);
+  const noise = noiseOf(measurements);
+  const side = (commit: string | null, values: number[]) => ({ commit, n: values.length, mean: summarize(values).mean, interval: meanInterval(values, noise, rule) });
+  const cmp = decide({
+    candidate,
+    fresh,
+    history: measurements.filter((m) => m.commit === root.parentCommit && m.root !== root.id).map((m) => m.value),
+    noise,
+    rule,
+    direction: config.metric.direction,
+    final,
+  });
+  return {
+    rule: 'significant',
+    runs: mine.map((m) => ({ id: m.run, side: m.commit === root.commit ? ('candidate' as const) : ('best' as const), value: m.value })),
+    verdict: cmp.verdict,
+    candidate: side(root.commit, candidate),
+    best: side(root.parentCommit, fresh),
+    effect: cmp.effect,
+    effectInterval: cmp.interval,
+    relativeEffect: cmp.relative,
+    confidence: cmp.confidence || 1 - (1 - rule.confidence) / rule.maxRepeats,
+    conditionalPower: cmp.conditionalPower,
+    runsSpent,
+    why: cmp.why,
+  };
+}

@@ -1,0 +1,168 @@
+// Tamper evidence: the ledger's hash chain, its head mirrored into a git ref, the evidence refs and the ledger file itself, checked on every call.
+import { existsSync, readFileSync, statSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LoopContext } from './context.js';
+import { Ledger, ledgerPath, type SessionRow } from './ledger.js';
+
+export interface Finding {
+  kind: 'ledger_deleted' | 'ledger_replaced' | 'ledger_modified' | 'chain_ref' | 'evidence_ref' | 'pinned';
+  what: string;
+}
+
+const FINDINGS_FILE = 'integrity.json';
+export const CHAIN_REF = 'refs/ratchet/ledger-head';
+
+/**
+ * Detects changes to ratchet's evidence made outside ratchet: a deleted or replaced ledger file, rows
+ * edited through another connection (SQLite's data_version moves), a chain that no longer matches its
+ * mirrored head, missing evidence refs. Findings persist until the user accepts them.
+ */
+export class Integrity {
+  private findings: Finding[];
+  private identity: { dev: number; ino: number } | null = null;
+
+  constructor(private readonly ctx: LoopContext) {
+    this.findings = readFindings(this.file);
+  }
+
+  private get file(): string {
+    return join(this.ctx.stateDir, FINDINGS_FILE);
+  }
+
+  current(): Finding[] {
+    return [...this.findings];
+  }
+
+  /** Opens the ledger and checks it whole: at server start, and whenever another process wrote to it. */
+  async checkAtStart(): Promise<Finding[]> {
+    const path = ledgerPath(this.ctx.repo);
+    if (!existsSync(path)) {
+      const evidence = await this.ctx.git.resolve(CHAIN_REF);
+      if (evidence) this.add({ kind: 'ledger_deleted', what: `the ledger ${path} is missing, but git holds the evidence of earlier sessions (${CHAIN_REF}); restore .ratchet/ from a backup, or run \`ratchet integrity --accept\` to start over knowingly` });
+      return this.current();
+    }
+    this.remember();
+    this.verifyChain();
+    await this.checkChainRef();
+    return this.current();
+  }
+
+  /** The cheap check run before every tool call; full verification only when something changed. */
+  async check(opts: { evidenceRefs?: boolean } = {}): Promise<Finding[]> {
+    if (!this.ctx.hasLedger) return this.current();
+    this.checkLedgerFile();
+    // Another connection wrote: only then is the whole chain re-verified (an honest reader never writes).
+    if (this.ctx.ledger.externallyModified()) this.verifyChain();
+    await this.checkChainRef();
+    const session = this.ctx.ledger.activeSession();
+    if (opts.evidenceRefs && session) await this.checkEvidenceRefs(session);
+    return this.current();
+  }
+
+  /** After a decision: the chain head goes into a git ref, and a bundle of the evidence refs is refreshed for restores after a gc. */
+  async seal(session: SessionRow): Promise<void> {
+    const { ctx } = this;
+    const head = ctx.ledger.chainHead();
+    const commit = await ctx.git.commitBlobs({ files: { 'chain-head': `${head.seq} ${head.hash}\n` }, message: `ratchet: ledger chain head ${head.seq}` });
+    await ctx.git.setRef(CHAIN_REF, commit);
+    this.sealed = head;
+    await ctx.git.bundle(join(ctx.stateDir, `evidence-${session.tag}.bundle`), [`refs/ratchet/${session.tag}/`, `refs/heads/${session.branch}`, CHAIN_REF]).catch((err: unknown) => {
+      ctx.log.warn({ err }, 'could not refresh the evidence bundle');
+    });
+  }
+
+  private sealed: { seq: number; hash: string } | null = null;
+  private sealedRefSha: string | null = null;
+
+  /** The user looked at the findings and accepts the evidence as it stands: the chain is resealed and the findings cleared. */
+  async accept(note: string): Promise<void> {
+    if (this.ctx.hasLedger) {
+      this.ctx.ledger.reseal(note);
+      this.remember();
+      const session = this.ctx.ledger.activeSession() ?? this.ctx.ledger.latestSession();
+      if (session) await this.seal(session);
+    }
+    this.findings = [];
+    rmSync(this.file, { force: true });
+  }
+
+  private remember(): void {
+    const st = statSync(ledgerPath(this.ctx.repo));
+    this.identity = { dev: st.dev, ino: st.ino };
+  }
+
+  /** `rm -rf .ratchet` leaves this server's handle on the deleted file: the ledger is written back from it. */
+  private checkLedgerFile(): void {
+    const path = ledgerPath(this.ctx.repo);
+    const st = existsSync(path) ? statSync(path) : null;
+    if (st && this.identity && st.dev === this.identity.dev && st.ino === this.identity.ino) return;
+    if (!this.identity) {
+      if (st) this.remember();
+      return;
+    }
+    const ledger = this.ctx.ledger;
+    if (st) {
+      this.add({ kind: 'ledger_replaced', what: `the ledger file ${path} was replaced by another file; this server keeps its own copy and wrote it back (the replacement is kept as ratchet.db.replaced)` });
+      writeFileSync(`${path}.replaced`, readFileSync(path));
+      rmSync(path, { force: true });
+    } else {
+      this.add({ kind: 'ledger_deleted', what: `the ledger file ${path} was deleted; this server still had it open and wrote it back` });
+    }
+    ledger.vacuumInto(path);
+    this.ctx.replaceLedger(new Ledger(path));
+    this.remember();
+    this.persist();
+  }
+
+  private verifyChain(): void {
+    for (const f of this.ctx.ledger.verifyChain()) this.add({ kind: 'ledger_modified', what: `ledger ${f.table} row ${f.rowId}: ${f.what}` });
+  }
+
+  private async checkChainRef(): Promise<void> {
+    const sha = await this.ctx.git.resolve(CHAIN_REF);
+    if (sha === this.sealedRefSha && sha !== null) return;
+    if (!sha) {
+      if (this.sealed) this.add({ kind: 'chain_ref', what: `the git ref ${CHAIN_REF} that mirrors the ledger's chain head was deleted` });
+      return;
+    }
+    const blob = await this.ctx.git.readBlob(sha, 'chain-head');
+    const [seqText, hash] = (blob?.toString('utf8') ?? '').trim().split(' ');
+    const seq = Number(seqText);
+    const entry = Number.isInteger(seq) ? this.ctx.ledger.chainEntry(seq) : null;
+    if (!entry || entry.hash !== hash) {
+      this.add({ kind: 'chain_ref', what: `the ledger's history no longer matches the chain head mirrored in ${CHAIN_REF} (entry ${seqText}): rows were rewritten or removed` });
+    }
+    this.sealedRefSha = sha;
+  }
+
+  private async checkEvidenceRefs(session: SessionRow): Promise<void> {
+    const present = new Set(await this.ctx.git.listRefs(`refs/ratchet/${session.tag}/`));
+    const missing = this.ctx.ledger.committedExperimentIds(session.id).filter((id) => !present.has(`refs/ratchet/${session.tag}/${id}`));
+    if (missing.length) {
+      this.add({ kind: 'evidence_ref', what: `evidence refs of experiment(s) ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ` and ${missing.length - 10} more` : ''} were deleted (restore them from .ratchet/evidence-${session.tag}.bundle)` });
+    }
+  }
+
+  private add(f: Finding): void {
+    if (this.findings.some((x) => x.what === f.what)) return;
+    this.findings.push(f);
+    this.ctx.log.error({ finding: f }, 'tampering detected');
+    this.persist();
+  }
+
+  private persist(): void {
+    try {
+      writeFileSync(this.file, `${JSON.stringify(this.findings, null, 2)}\n`);
+    } catch {
+      // the state dir may be gone; the findings stay in memory and are reported anyway
+    }
+  }
+}
+
+function readFindings(file: string): Finding[] {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Finding[];
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,105 @@
+// keep and revert: the branch moves forward only to a measured improvement; everything else goes back to the best, losing no edit.
+import { join } from 'node:path';
+import type { Config } from './config.js';
+import type { LoopContext } from './context.js';
+import { compare } from './decision.js';
+import type { ExperimentRow, SessionRow } from './ledger.js';
+import { pathsOutsideSurface } from './candidate.js';
+import { RatchetError } from './errors.js';
+import * as refusals from './refusals.js';
+import { commitCandidate, restorePinned, scanSurface, verifyPins } from './surface.js';
+
+/** Null when `keep` may proceed, else the error that says why not and what to do. */
+export function keepRefusal(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow, force: boolean, reason?: string): RatchetError | null {
+  if (e.kind === 'baseline') return refusals.keepBaseline(e.id);
+  if (e.decision) return refusals.alreadyDecided(e.id, e.decision);
+  if (e.state !== 'measured') return refusals.notMeasured(e.id, e.state);
+  const latest = ctx.ledger.latestRunExperiment(session.id);
+  if (latest && latest.id !== e.id) return refusals.notLatest(e.id, latest.id);
+  const failed = e.constraintChecks.filter((c) => !c.ok);
+  if (failed.length) return refusals.constraintsViolated(e.id, failed);
+  const best = ctx.bestOf(session);
+  if (!best || best.metric === null) return null; // the baseline never measured: the first measurement sets the bar
+  if (config.decision.rule === 'significant') return significantRefusal(config, e, force, reason);
+  const cmp = compare(e.metric!, best, config.metric.direction);
+  if (cmp.improved) return null;
+  if (cmp.equal && force) return reason?.trim() ? null : refusals.forceNeedsReason(e.id, 'tie');
+  return refusals.greedyNotImproved(e.id, config.metric.name, e.metric!, best.metric, cmp.delta!, config.metric.direction, cmp.equal);
+}
+
+/** Under `significant`, only a verdict of improved keeps; force keeps an inconclusive (or tied) simplification, never a worse one. */
+function significantRefusal(config: Config, e: ExperimentRow, force: boolean, reason?: string): RatchetError | null {
+  const report = e.verdict;
+  if (!report) return refusals.noVerdictYet(e.id);
+  if (report.verdict === 'improved') return null;
+  if (report.verdict === 'inconclusive' && force) return reason?.trim() ? null : refusals.forceNeedsReason(e.id, 'inconclusive');
+  if (report.verdict === 'inconclusive') return refusals.inconclusive(e.id, config.metric.name, config.decision.confidence, report);
+  return refusals.notAnImprovement(e.id, config.metric.name, report);
+}
+
+/** Moves the branch to the candidate (compare-and-swap) and records the keep. */
+export async function keep(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow, input: { force?: boolean; reason?: string }): Promise<ExperimentRow> {
+  const refusal = keepRefusal(ctx, session, config, e, input.force === true, input.reason);
+  if (refusal) throw refusal;
+  const outside = await pathsOutsideSurface(ctx, session.bestCommit, e.commit!, config);
+  if (outside.length) throw refusals.commitOutsideSurface(e.id, outside);
+  await ctx.git.advanceBranch(session.branch, e.commit!, session.bestCommit);
+  const forced =
+    input.force === true &&
+    (config.decision.rule === 'significant' ? e.verdict?.verdict !== 'improved' : !compare(e.metric!, ctx.bestOf(session), config.metric.direction).improved);
+  ctx.ledger.keep(session.id, e.id, e.commit!, { reason: forced ? `forced: ${input.reason}` : 'improved', forced, completedAfterRestart: false });
+  ctx.writeResults(ctx.ledger.session(session.id)!);
+  ctx.log.info({ id: e.id, metric: e.metric, forced }, 'kept');
+  return ctx.ledger.experiment(e.id)!;
+}
+
+/**
+ * keep moves the branch, then writes the ledger; a crash between the two leaves the branch at an
+ * undecided candidate. If that candidate was keepable, the keep is completed and marked so.
+ */
+export function completeInterruptedKeep(ctx: LoopContext, session: SessionRow, tip: string): boolean {
+  const pending = ctx.awaitingDecision(session);
+  if (!pending || pending.commit !== tip || pending.parentCommit !== session.bestCommit) return false;
+  if (keepRefusal(ctx, session, ctx.configOf(session), pending, false) !== null) return false;
+  ctx.ledger.keep(session.id, pending.id, tip, { reason: 'improved (keep completed after a restart)', forced: false, completedAfterRestart: true });
+  session.bestCommit = tip;
+  session.bestExperimentId = pending.id;
+  ctx.writeResults(session);
+  ctx.log.warn({ id: pending.id }, 'completed a keep that was interrupted between git and the ledger');
+  return true;
+}
+
+export interface RevertResult {
+  experiment: ExperimentRow | null;
+  resetTo: string;
+  removedUntracked: string[];
+  savedWorktree: string | null;
+}
+
+/** Puts the editable files back at the best commit; whatever was there is first committed under a ref, so no edit is lost. */
+export async function revert(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow | undefined): Promise<RevertResult> {
+  const { pins } = await ctx.pinned(session);
+  const scan = await scanSurface({ repo: ctx.repo, git: ctx.git, baseCommit: session.bestCommit, editable: config.editable, protectedGlobs: config.protected, outputs: config.run.outputs, pins });
+  let savedWorktree: string | null = null;
+  if (scan.changed.length) {
+    const message = `ratchet: working tree before revert${e ? ` of #${e.id}` : ''}`;
+    // A tree the surface refuses (a nested repository, say) is still saved, as git sees it.
+    const snap = scan.violations.length ? await ctx.git.snapshot(session.bestCommit, message) : await commitCandidate({ git: ctx.git, parent: session.bestCommit, scan, message });
+    const candidateTree = e?.commit ? await ctx.git.treeOf(e.commit) : null;
+    if (snap.tree !== candidateTree) {
+      savedWorktree = `refs/ratchet/${session.tag}/worktree-${Date.now()}`;
+      await ctx.git.setRef(savedWorktree, snap.commit);
+    }
+  }
+  const removedUntracked = await ctx.git.resetTo(session.bestCommit, config.editable, [...config.protected, 'ratchet.json'], config.run.outputs);
+  // Ignored protected files are outside git's reach; their pinned copies put them back.
+  const tampered = (await verifyPins(ctx.repo, pins, config.protected)).map((v) => v.path);
+  if (tampered.length) await restorePinned(ctx.repo, pins, join(ctx.stateDir, 'pins'), tampered.filter((p) => pins.some((pin) => pin.path === p)));
+  let row: ExperimentRow | null = e ?? null;
+  if (e && e.kind === 'candidate' && e.state === 'measured' && e.decision === null) {
+    row = ctx.ledger.decide(e.id, { decision: 'reverted', reason: 'reverted by the agent', forced: false });
+    ctx.writeResults(session);
+  }
+  ctx.log.info({ id: e?.id, savedWorktree }, 'reverted');
+  return { experiment: row, resetTo: session.bestCommit, removedUntracked, savedWorktree };
+}

@@ -1,0 +1,157 @@
+// The Ledger's reads: typed rows, keyset pages, counts from running totals, and measurements, each served by an index.
+import type Database from 'better-sqlite3';
+import { RatchetError } from '../errors.js';
+import { toExperiment, toSample, toSession, type ExperimentRow, type ExperimentState, type Measurement, type SampleRow, type SessionRow } from './rows.js';
+
+export interface Page {
+  rows: ExperimentRow[];
+  total: number;
+  /** Pass as beforeId for the next (older) page; null on the last page. */
+  nextBeforeId: number | null;
+}
+
+export class LedgerReads {
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(readonly db: Database.Database) {}
+
+  session(id: number): SessionRow | undefined {
+    return this.one(toSession, 'SELECT * FROM sessions WHERE id = ?', id);
+  }
+
+  sessionByTag(tag: string): SessionRow | undefined {
+    return this.one(toSession, 'SELECT * FROM sessions WHERE tag = ?', tag);
+  }
+
+  activeSession(): SessionRow | undefined {
+    return this.one(toSession, 'SELECT * FROM sessions WHERE active = 1 ORDER BY id DESC LIMIT 1');
+  }
+
+  /** The newest session, active or not. */
+  latestSession(): SessionRow | undefined {
+    return this.one(toSession, 'SELECT * FROM sessions ORDER BY id DESC LIMIT 1');
+  }
+
+  experiment(id: number): ExperimentRow | undefined {
+    return this.one(toExperiment, 'SELECT * FROM experiments WHERE id = ?', id);
+  }
+
+  latestExperiment(sessionId: number): ExperimentRow | undefined {
+    return this.one(toExperiment, "SELECT * FROM experiments WHERE session_id = ? AND kind != 'repeat' ORDER BY id DESC LIMIT 1", sessionId);
+  }
+
+  /** Latest experiment that actually ran (refusals never ran and never hold the loop). */
+  latestRunExperiment(sessionId: number): ExperimentRow | undefined {
+    return this.one(toExperiment, "SELECT * FROM experiments WHERE session_id = ? AND kind != 'repeat' AND state != 'refused' ORDER BY id DESC LIMIT 1", sessionId);
+  }
+
+  unfinishedExperiments(): ExperimentRow[] {
+    return this.all(toExperiment, "SELECT * FROM experiments WHERE state IN ('queued','running') ORDER BY id");
+  }
+
+  /** Newest first, paged by id (keyset), never by OFFSET. Repeats belong to their experiment (see runsOf). */
+  listExperiments(sessionId: number, opts: { limit: number; beforeId?: number; state?: ExperimentState }): Page {
+    const filters = [opts.state !== undefined ? 'AND state = ?' : '', opts.beforeId !== undefined ? 'AND id < ?' : ''].join(' ');
+    const args = [sessionId, ...(opts.state !== undefined ? [opts.state] : []), ...(opts.beforeId !== undefined ? [opts.beforeId] : [])];
+    const rows = this.all(toExperiment, `SELECT * FROM experiments WHERE session_id = ? AND kind != 'repeat' ${filters} ORDER BY id DESC LIMIT ?`, ...args, opts.limit);
+    const total = this.stmt(`SELECT COALESCE(SUM(n), 0) FROM session_totals WHERE session_id = ? AND is_repeat = 0 ${opts.state !== undefined ? 'AND state = ?' : ''}`)
+      .pluck()
+      .get(...args.slice(0, opts.state !== undefined ? 2 : 1)) as number;
+    return { rows, total, nextBeforeId: rows.length === opts.limit && rows.length ? rows[rows.length - 1]!.id : null };
+  }
+
+  countsByState(sessionId: number): Partial<Record<ExperimentState, number>> {
+    const rows = this.stmt('SELECT state, SUM(n) AS n FROM session_totals WHERE session_id = ? AND is_repeat = 0 GROUP BY state HAVING SUM(n) > 0').all(sessionId) as {
+      state: ExperimentState;
+      n: number;
+    }[];
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
+  /** Runs the session has spent (every run, repeats and calibration included) and their total time. */
+  runsSpent(sessionId: number): { runs: number; seconds: number } {
+    const row = this.stmt(
+      "SELECT COALESCE(SUM(n), 0) AS n, COALESCE(SUM(duration_ms), 0) AS ms FROM session_totals WHERE session_id = ? AND state NOT IN ('refused','queued','running')",
+    ).get(sessionId) as { n: number; ms: number };
+    return { runs: row.n, seconds: row.ms / 1000 };
+  }
+
+  baselineId(sessionId: number): number | null {
+    return (this.stmt("SELECT id FROM experiments WHERE session_id = ? AND kind = 'baseline' ORDER BY id LIMIT 1").pluck().get(sessionId) as number | undefined) ?? null;
+  }
+
+  baselineMetric(sessionId: number): number | null {
+    return (this.stmt("SELECT metric FROM experiments WHERE session_id = ? AND kind = 'baseline' ORDER BY id LIMIT 1").pluck().get(sessionId) as number | null | undefined) ?? null;
+  }
+
+  /** Ids of the newest experiments whose workspace is kept, newest first. */
+  keptWorkspaces(limit: number): number[] {
+    return this.stmt('SELECT id FROM experiments WHERE workspace IS NOT NULL ORDER BY id DESC LIMIT ?').pluck().all(limit) as number[];
+  }
+
+  /** Experiments with a commit of their own (baseline and candidates; repeats re-measure one), oldest first: each has an evidence ref. */
+  committedExperimentIds(sessionId: number): number[] {
+    return this.stmt(`SELECT id FROM experiments WHERE session_id = ? AND kind != 'repeat' AND "commit" IS NOT NULL ORDER BY id`).pluck().all(sessionId) as number[];
+  }
+
+  /** The experiment that kept a commit in a session, if one did. */
+  keptExperimentFor(sessionId: number, commit: string): ExperimentRow | undefined {
+    return this.one(toExperiment, `SELECT * FROM experiments WHERE session_id = ? AND "commit" = ? AND decision = 'kept' ORDER BY id LIMIT 1`, sessionId, commit);
+  }
+
+  /** Runs that printed the primary metric line more than once (a run reporting on itself; evaluate is advised). */
+  countMetricRepeats(sessionId: number): number {
+    return this.stmt('SELECT COUNT(*) FROM experiments WHERE session_id = ? AND metric_lines > 1').pluck().get(sessionId) as number;
+  }
+
+  /** An experiment's own row followed by its repeats, in the order they ran. */
+  runsOf(id: number): ExperimentRow[] {
+    return this.all(toExperiment, 'SELECT * FROM experiments WHERE id = ? OR repeat_of = ? ORDER BY id', id, id);
+  }
+
+  /**
+   * Every measured value of the primary metric in a session (samples exist only for runs that measured), with the experiment it belongs to
+   * (a repeat's root), the commit it measured and the machine it ran on.
+   */
+  measurements(sessionId: number, metricName: string): Measurement[] {
+    return this.stmt(`${MEASUREMENT} WHERE e.session_id = ? AND s.name = ? ORDER BY s.id`).all(sessionId, metricName) as Measurement[];
+  }
+
+  /** The measurements of one experiment and its repeats: what a decision about it reads. */
+  measurementsOf(rootId: number, metricName: string): Measurement[] {
+    return this.stmt(`${MEASUREMENT} WHERE (e.id = ? OR e.repeat_of = ?) AND s.name = ? ORDER BY s.id`).all(rootId, rootId, metricName) as Measurement[];
+  }
+
+  progress(experimentId: number): { step: number; value: number }[] {
+    return this.stmt('SELECT step, value FROM progress WHERE experiment_id = ? ORDER BY step, id').all(experimentId) as { step: number; value: number }[];
+  }
+
+  samples(experimentId: number): SampleRow[] {
+    return this.all(toSample, 'SELECT * FROM samples WHERE experiment_id = ? ORDER BY id', experimentId);
+  }
+
+  protected stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) this.statements.set(sql, (s = this.db.prepare(sql)));
+    return s;
+  }
+
+  protected one<T>(decode: (r: Record<string, unknown>) => T, sql: string, ...args: unknown[]): T | undefined {
+    const row = this.stmt(sql).get(...args) as Record<string, unknown> | undefined;
+    return row ? decode(row) : undefined;
+  }
+
+  protected all<T>(decode: (r: Record<string, unknown>) => T, sql: string, ...args: unknown[]): T[] {
+    return (this.stmt(sql).all(...args) as Record<string, unknown>[]).map(decode);
+  }
+
+  protected requireExperiment(id: number): ExperimentRow {
+    const e = this.experiment(id);
+    if (!e) throw new RatchetError('unknown_experiment', `There is no experiment ${id} in the ledger.`, 'Call list_experiments to see the ids.');
+    return e;
+  }
+}
+
+const MEASUREMENT = `SELECT COALESCE(e.repeat_of, e.id) AS root, e.id AS run, e."commit" AS "commit", s.value AS value, s.host AS host, s.gpu_model AS gpuModel
+  FROM experiments e JOIN samples s ON s.experiment_id = e.id`;
+

@@ -1,0 +1,198 @@
+// Every refusal the loop can give, one named function each: what happened, and the one step that gets the caller unstuck.
+import { RatchetError } from './errors.js';
+import type { Finding } from './integrity.js';
+import type { SandboxReport } from './executor/executor.js';
+import type { ConstraintCheck, DecisionReport } from './views.js';
+
+const fmt = (n: number) => (Math.abs(n) >= 1000 ? n.toFixed(1) : Number(n.toPrecision(6)).toString());
+export { fmt as formatNumber };
+
+// ---------------------------------------------------------------- session and repo
+
+export const noSession = () =>
+  new RatchetError('no_session', 'No ratchet session is active in this repo.', 'Call start_session first (it creates the branch and runs the baseline).');
+
+export const unknownExperiment = (id: number, tag?: string) =>
+  new RatchetError('unknown_experiment', `No experiment ${id}${tag ? ` in session ${tag}` : ''}.`, 'Call list_experiments to see the ids.');
+
+export const noExperimentYet = () =>
+  new RatchetError('unknown_experiment', 'This session has no experiment yet.', 'Call start_session, or run_experiment after editing.');
+
+export const lockedByAnotherServer = (holder: { pid: number; since: string }) =>
+  new RatchetError(
+    'locked',
+    `Another ratchet server (pid ${holder.pid}, since ${holder.since}) is driving this repo; this one can only read.`,
+    'Use the agent session that started the loop, or stop the other one (it exits when its client closes) and restart this server.',
+  );
+
+export const invalidTag = (tag: string) =>
+  new RatchetError('invalid_argument', `"${tag}" cannot be part of a git branch name.`, 'Use letters, digits, "-" and "_", e.g. "nov23" or "lr-sweep".');
+
+export const tagTaken = (tag: string) =>
+  new RatchetError('session_exists', `Tag "${tag}" is taken: branch ratchet/${tag} or its session already exists.`, 'Pick a fresh tag, or omit it to get a free date-based one.');
+
+export const sessionActive = (tag: string) =>
+  new RatchetError(
+    'session_exists',
+    `Session ${tag} is active; a new session would end it.`,
+    `Keep working in ${tag}, or call start_session with replace: true to end it (it stays recorded in the ledger and under refs/ratchet/${tag}/).`,
+  );
+
+export const notOnBranch = (branch: string | null, sessionBranch: string) =>
+  new RatchetError(
+    'git_state',
+    `HEAD is on ${branch ?? 'a detached commit'}, not on the session branch ${sessionBranch}.`,
+    `Run \`git checkout ${sessionBranch}\` (your edits carry over), then call the tool again.`,
+  );
+
+export const branchMoved = (branch: string, tip: string | null, best: string) =>
+  new RatchetError(
+    'git_state',
+    `Branch ${branch} is at ${tip?.slice(0, 7) ?? 'nothing'}, but the session's best commit is ${best.slice(0, 7)}: it was moved outside ratchet.`,
+    `Run \`git update-ref refs/heads/${branch} ${best}\` to put the branch back (your files stay as they are), then call the tool again; or start a new session from here.`,
+  );
+
+export const gpuUnavailable = (perRun: number, detail: string) =>
+  new RatchetError(
+    'gpu_unavailable',
+    `ratchet.json requires ${perRun} GPU(s) per run, but nvidia-smi ${detail}.`,
+    'Run on a machine where `nvidia-smi` lists the GPUs, or set gpu.required to false in ratchet.json for a CPU run.',
+  );
+
+export const sandboxRequired = (report: SandboxReport) =>
+  new RatchetError(
+    'sandbox_unavailable',
+    `ratchet.json sets sandbox: "required", but no sandbox works here: ${report.why}`,
+    report.install ? `Install one (\`${report.install}\`), then call start_session again; or set sandbox to "auto".` : 'Run on Linux with bubblewrap, or set sandbox to "auto".',
+  );
+
+export const tampered = (findings: Finding[]) =>
+  new RatchetError(
+    'tampered',
+    `ratchet's evidence was changed outside ratchet, so no keep is trusted until a person looks:\n${findings.map((f) => `  - ${f.what}`).join('\n')}`,
+    'Ask the user to run `ratchet verify` (re-measures the kept commits) and then `ratchet integrity --accept` if the findings are understood; until then keep is refused.',
+    { findings },
+  );
+
+// ---------------------------------------------------------------- running
+
+export const busy = (id: number) =>
+  new RatchetError('busy', `Experiment ${id} is still running; one experiment runs at a time.`, `Call wait_experiment {id: ${id}} until it finishes, or cancel_experiment {id: ${id}}.`);
+
+export const busyForRevert = (id: number) =>
+  new RatchetError('busy', `Experiment ${id} is still running.`, `Call cancel_experiment {id: ${id}} first, or wait_experiment until it ends.`);
+
+export const awaitingDecision = (id: number) =>
+  new RatchetError(
+    'awaiting_decision',
+    `Experiment ${id} is measured and awaits a decision.`,
+    `Call keep {id: ${id}} if read_metric shows it improved, otherwise revert {id: ${id}}; then run the next experiment.`,
+  );
+
+export const awaitingDecisionBeforeSession = (id: number, tag: string) =>
+  new RatchetError(
+    'awaiting_decision',
+    `Experiment ${id} of session ${tag} is measured and awaits a decision; a new session would carry its edit into the new baseline.`,
+    `Call keep {id: ${id}} or revert {id: ${id}} first, then start_session.`,
+  );
+
+export const uncommittedOutsideSurface = (violations: { path: string; detail: string }[]) =>
+  new RatchetError(
+    'surface_violation',
+    `The working tree has uncommitted changes outside the edit surface, so the baseline would not be a committed state:\n${violations.map((v) => `  - ${v.path}: ${v.detail}`).join('\n')}`,
+    "Commit those changes if they belong to the experiment's setup (protected files are pinned as committed), or stash them; then call start_session again.",
+    { violations },
+  );
+
+export const surfaceRefused = (id: number, described: string, editable: string[], violations: unknown[]) =>
+  new RatchetError(
+    'surface_violation',
+    `Experiment ${id} refused: the change touches files outside the edit surface. Nothing was committed or run, and your working tree is as you left it.\n${described}`,
+    `Undo the listed changes (only ${editable.join(', ')} may change; protected files must match their pinned content), then call run_experiment again.`,
+    { experimentId: id, violations },
+  );
+
+export const nothingToTry = (editable: string[]) =>
+  new RatchetError('invalid_argument', 'The working tree equals the best commit: there is nothing to try.', `Edit ${editable.join(', ')} with your next idea, then call run_experiment.`);
+
+export const commitOutsideSurface = (id: number, paths: string[]) =>
+  new RatchetError('surface_violation', `Experiment ${id}'s commit changes ${paths.join(', ')}, outside the edit surface; it cannot be kept.`, `Call revert {id: ${id}}.`);
+
+export const repeatNotCancellable = (id: number, of: number) =>
+  new RatchetError('invalid_argument', `Run ${id} is a repeat of experiment ${of}.`, `Call cancel_experiment {id: ${of}}.`);
+
+export const notCancellable = (id: number, state: string) =>
+  new RatchetError('not_decidable', `Experiment ${id} is ${state}; only a running experiment can be cancelled.`, 'Call status to see what is running.');
+
+export const noEvaluateLog = (id: number, configured: boolean) =>
+  new RatchetError(
+    'invalid_argument',
+    configured ? `Experiment ${id} has no evaluate log: its run did not get that far.` : 'This session has no evaluate step configured.',
+    `Call read_log {id: ${id}} for the run's log.`,
+  );
+
+// ---------------------------------------------------------------- keep and revert
+
+const notDecidable = (id: number, message: string, hint: string) => new RatchetError('not_decidable', message, hint, { experimentId: id });
+
+export const keepBaseline = (id: number) => notDecidable(id, `Experiment ${id} is the baseline; it is already the starting point.`, 'Edit, then call run_experiment.');
+
+export const alreadyDecided = (id: number, decision: string) => notDecidable(id, `Experiment ${id} was already ${decision}.`, 'Run a new experiment.');
+
+export const notMeasured = (id: number, state: string) =>
+  notDecidable(
+    id,
+    `Experiment ${id} is ${state}, not measured, so there is nothing to keep.`,
+    state === 'running' ? `Call wait_experiment {id: ${id}} first.` : 'Fix the problem (read_metric shows the log tail) and call run_experiment again.',
+  );
+
+export const notLatest = (id: number, latest: number) =>
+  notDecidable(id, `Experiment ${id} is not the latest experiment (${latest} is).`, 'Only the latest measured candidate can be kept; re-apply the idea and run it again.');
+
+export const constraintsViolated = (id: number, failed: ConstraintCheck[]) =>
+  notDecidable(
+    id,
+    `Experiment ${id} violates constraint(s): ${failed
+      .map((c) => `${c.metric}=${c.value ?? 'missing'} (${[c.min !== undefined ? `min ${c.min}` : '', c.max !== undefined ? `max ${c.max}` : ''].filter(Boolean).join(', ')})`)
+      .join('; ')}.`,
+    `Call revert {id: ${id}} and try an idea that stays within the constraints.`,
+  );
+
+export const forceNeedsReason = (id: number, what: 'tie' | 'inconclusive') =>
+  notDecidable(
+    id,
+    'force needs a reason.',
+    what === 'tie'
+      ? 'Say why the equal result is worth keeping, e.g. "same val_bpb with 40 fewer lines".'
+      : 'Say why the change is worth keeping without a proven gain, e.g. "same val_bpb with 40 fewer lines".',
+  );
+
+export const greedyNotImproved = (id: number, metricName: string, metric: number, best: number, delta: number, direction: 'minimize' | 'maximize', tie: boolean) =>
+  notDecidable(
+    id,
+    `Experiment ${id} did not improve: ${metricName} ${fmt(metric)} vs best ${fmt(best)} (delta ${fmt(delta)}; must be strictly ${direction === 'minimize' ? 'lower' : 'higher'}).`,
+    tie ? `It ties the best. If it is simpler, call keep {id: ${id}, force: true, reason: "..."}; otherwise revert {id: ${id}}.` : `Call revert {id: ${id}} and try another idea.`,
+  );
+
+export const noVerdictYet = (id: number) => notDecidable(id, `Experiment ${id} has no verdict yet.`, `Call wait_experiment {id: ${id}} until it is decided.`);
+
+function verdictStats(report: DecisionReport): string {
+  const interval = report.effectInterval ? ` (interval ${fmt(report.effectInterval[0])} to ${fmt(report.effectInterval[1])})` : '';
+  return `effect ${report.effect === null ? 'unknown' : fmt(report.effect)}${interval} over ${report.runsSpent} runs: ${report.why}`;
+}
+
+export const inconclusive = (id: number, metricName: string, confidence: number, report: DecisionReport) =>
+  notDecidable(
+    id,
+    `Experiment ${id} is inconclusive: no significant improvement in ${metricName} at ${confidence} confidence (${verdictStats(report)}).`,
+    `Call revert {id: ${id}}; if the change is a simplification worth keeping anyway, keep {id: ${id}, force: true, reason: "..."}.`,
+  );
+
+export const notAnImprovement = (id: number, metricName: string, report: DecisionReport) =>
+  notDecidable(id, `Experiment ${id} is not an improvement: ${metricName} is worse or short of minEffect (${verdictStats(report)}).`, `Call revert {id: ${id}} and try another idea.`);
+
+export const revertKept = (id: number) =>
+  new RatchetError('not_decidable', `Experiment ${id} was kept; it is the best or part of its history.`, 'Nothing to revert. Edit and run the next experiment.');
+
+export const revertNotLatest = (id: number) =>
+  new RatchetError('not_decidable', `Experiment ${id} is not the latest experiment.`, 'Call revert without an id to reset to the best commit.');

@@ -1,0 +1,86 @@
+// Repeats: the baseline's calibration runs, and a candidate measured against the best (ABBA) until the verdict is clear.
+import { hostname } from 'node:os';
+import { baselineRepeatsOf } from './config.js';
+import type { LoopContext } from './context.js';
+import { decisionReport, machineOf, onMachine } from './decision.js';
+import type { Driver } from './driver.js';
+import type { ExperimentRow, FinalState, SessionRow } from './ledger.js';
+import { nextSide, summarize } from './statistics.js';
+import type { Config } from './config.js';
+import type { DecisionReport } from './views.js';
+
+/**
+ * Runs more measurements until the experiment is decided. Each repeat is an ordinary run with its
+ * own row, workspace, budget, kill and log; the agent's tree is never touched, so it may keep editing.
+ */
+export async function repeatUntilDecided(ctx: LoopContext, driver: Driver, rootId: number): Promise<void> {
+  for (;;) {
+    if (ctx.closed || !ctx.stillRunning(rootId)) return;
+    const root = ctx.ledger.experiment(rootId)!;
+    const session = ctx.ledger.session(root.sessionId)!;
+    const config = ctx.configOf(session);
+    const runs = ctx.ledger.runsOf(rootId);
+    const active = runs.find((r) => r.id !== rootId && (r.state === 'running' || r.state === 'queued'));
+    if (active?.state === 'queued') {
+      // Only a restart between recording a repeat and starting it leaves one queued: it never ran.
+      driver.finish(active.id, 'cancelled', 'ratchet restarted before this repeat started');
+      continue;
+    }
+    if (active) {
+      await driver.drive(active.id);
+      continue;
+    }
+    const failed = runs.find((r) => r.id !== rootId && r.state !== 'measured' && r.state !== 'cancelled');
+    if (failed && root.kind !== 'baseline' && failed.commit === root.commit) {
+      driver.finish(rootId, failed.state as FinalState, `its repeat #${failed.id} ${failed.state}: ${failed.reason ?? 'no reason recorded'}`);
+      return;
+    }
+    if (root.kind === 'baseline') {
+      if (failed || runs.length >= baselineRepeatsOf(config)) return concludeBaseline(ctx, driver, root, runs.length, failed);
+    } else {
+      const report = currentReport(ctx, root, session, config, { final: !!failed });
+      if (report.verdict !== 'pending') return concludeCandidate(ctx, driver, root, report, failed);
+    }
+    const side = root.kind === 'baseline' ? 'candidate' : nextSide(runs.length);
+    const repeat = ctx.ledger.createExperiment({
+      sessionId: session.id,
+      kind: 'repeat',
+      repeatOf: rootId,
+      commit: side === 'candidate' ? root.commit! : root.parentCommit,
+      parentCommit: root.parentCommit,
+      description: `${root.kind === 'baseline' ? 'calibration' : side === 'best' ? 'best re-measured' : 'candidate repeated'} for #${rootId}`,
+      host: hostname(),
+    });
+    await driver.launch(repeat, config, 'run', root.gpus);
+    await driver.drive(repeat.id);
+  }
+}
+
+/** Where a candidate stands now, from the session's measurements on its machine. */
+export function currentReport(ctx: LoopContext, root: ExperimentRow, session: SessionRow, config: Config, opts: { final?: boolean } = {}): DecisionReport {
+  const runs = ctx.ledger.runsOf(root.id);
+  return decisionReport({
+    root,
+    best: ctx.bestOf(session),
+    config,
+    measurements: onMachine(ctx.measurements(session.id, config.metric.name), machineOf(root)),
+    runsSpent: runs.filter((r) => r.id === root.id || (r.state !== 'queued' && r.state !== 'running')).length,
+    final: opts.final,
+  });
+}
+
+function concludeBaseline(ctx: LoopContext, driver: Driver, root: ExperimentRow, runs: number, failed: ExperimentRow | undefined): void {
+  const config = ctx.configOf(ctx.ledger.session(root.sessionId)!);
+  const values = ctx.measurements(root.sessionId, config.metric.name).filter((m) => m.root === root.id).map((m) => m.value);
+  ctx.ledger.recordVerdict(root.id, null, summarize(values).mean);
+  driver.finish(root.id, 'measured', failed ? `calibration stopped at ${values.length} run(s): repeat #${failed.id} ${failed.state}` : null);
+  driver.adoptBaseline(ctx.ledger.experiment(root.id)!);
+  ctx.log.info({ id: root.id, runs }, 'baseline calibrated');
+}
+
+function concludeCandidate(ctx: LoopContext, driver: Driver, root: ExperimentRow, report: DecisionReport, failed: ExperimentRow | undefined): void {
+  const note = failed ? ` The best's repeat #${failed.id} ${failed.state}, so the decision uses the runs before it.` : '';
+  ctx.ledger.recordVerdict(root.id, { ...report, why: report.why + note }, report.candidate.mean);
+  driver.finish(root.id, 'measured', null);
+  ctx.log.info({ id: root.id, verdict: report.verdict, runs: report.runsSpent }, 'decided');
+}
