@@ -99,7 +99,7 @@ export function renderProgram(repo: string): string {
         evaluate: config.evaluate ? 'a trusted evaluate step computes the metric after each run; printing it yourself gains nothing' : 'the metric is read from the run\'s own output',
         decision:
           config.decision.rule === 'significant'
-            ? `Under the significant rule one experiment is several runs: ratchet re-measures the best and repeats the candidate (up to ${config.decision.maxRepeats} pairs) until the verdict is clear, so an experiment takes longer than one run. Do not edit files while it runs: ratchet swaps the working tree between best and candidate, and any edit made meanwhile is saved under refs/ratchet/<tag>/edits-during-<id>-* and then undone.`
+            ? `Under the significant rule one experiment is several runs: ratchet re-measures the best and repeats the candidate (up to ${config.decision.maxRepeats} pairs) until the verdict is clear, so an experiment takes longer than one run. Every run happens in its own workspace built from the commit it measures, so you may keep editing your tree meanwhile: what is measured is the candidate snapshotted when you called run_experiment.`
             : 'Under the greedy rule each experiment is one run, and any strictly better run is keepable, even by noise.',
       }
     : {};

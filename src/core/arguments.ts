@@ -37,9 +37,9 @@ export function findBadCharacter(text: string, options: { singleLine?: boolean }
  * A zod string for free text: at most `max` characters, newlines and tabs allowed, NUL and other
  * control characters refused with a message that names the argument and says what to do.
  */
-export function cleanText(max: number, name = 'this argument'): z.ZodString {
+export function cleanText(max: number, name = 'this argument', required?: string): z.ZodString {
   return z
-    .string()
+    .string(required ? { error: required } : undefined)
     .max(max, `${name} is longer than ${max} characters; shorten it`)
     .superRefine((text, ctx) => refuseBad(text, ctx, name, false));
 }

@@ -106,7 +106,7 @@ export const ConfigSchema = z
           .default(256)
           .describe('A run whose log grows past this is stopped as crashed (output flood). At most 10240.'),
         outputs: Globs.default([]).describe(
-          'Globs of untracked or ignored run outputs (checkpoints, caches) deleted before each run, so no step ever reads a previous run\'s files.',
+          'Globs of files the run writes in its workspace (checkpoints, predictions) that the evaluate step may read: they are copied read-only into its fresh workspace. Nothing else of the run reaches evaluate.',
         ),
         inputs: z
           .array(RepoPath)
@@ -122,7 +122,7 @@ export const ConfigSchema = z
       .superRefine((run, ctx) => {
         for (const [i, input] of (run.inputs ?? []).entries()) {
           const output = (run.outputs ?? []).find((glob) => mayOverlap(input, glob));
-          if (output) ctx.addIssue({ code: 'custom', path: ['inputs', i], message: `"${input}" overlaps run.outputs glob "${output}", which is deleted before each run; list it in one of the two only` });
+          if (output) ctx.addIssue({ code: 'custom', path: ['inputs', i], message: `"${input}" overlaps run.outputs glob "${output}", which the run writes; list it in one of the two only` });
         }
       }),
     evaluate: z

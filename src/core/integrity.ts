@@ -66,7 +66,7 @@ export class Integrity {
     const commit = await ctx.git.commitBlobs({ files: { 'chain-head': `${head.seq} ${head.hash}\n` }, message: `ratchet: ledger chain head ${head.seq}` });
     await ctx.git.setRef(CHAIN_REF, commit);
     this.sealed = head;
-    await ctx.git.bundle(join(ctx.stateDir, `evidence-${session.tag}.bundle`), [`refs/ratchet/${session.tag}/`, `refs/heads/${session.branch}`, CHAIN_REF]).catch((err: unknown) => {
+    await ctx.git.bundle(join(ctx.stateDir, `evidence-${session.tag}.bundle`), [`--glob=refs/ratchet/${session.tag}/*`, `refs/heads/${session.branch}`, CHAIN_REF]).catch((err: unknown) => {
       ctx.log.warn({ err }, 'could not refresh the evidence bundle');
     });
   }

@@ -98,7 +98,7 @@ async function measureOnce(tools: VerifyTools, commit: string, config: Config): 
         inputs: workspaces.inputs(tools.repo, workspace, config.run.inputs, sandbox.kind !== 'none'),
         network: phase === 'run' ? config.run.network : false,
         gpuDevices: [],
-        cacheDir: tools.cacheDir,
+        cacheDir: phase === 'run' ? tools.cacheDir : `${tools.cacheDir}-evaluate`,
         hidden: tools.hidden,
       });
       const result = await running.done;

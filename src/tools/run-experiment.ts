@@ -23,7 +23,7 @@ export const runExperiment = defineTool({
   kind: 'write',
   idempotent: false,
   input: {
-    description: cleanText(500, 'description')
+    description: cleanText(500, 'description', 'description is required: one line saying what this experiment changes, e.g. "raise LR to 0.04"')
       .trim()
       .min(1, { error: 'description must not be empty' })
       .max(500, { error: 'description must be at most 500 characters; put the detail in hypothesis' })

@@ -172,16 +172,17 @@ describe('the agent rewrites the evidence behind ratchet', () => {
   it('git hooks, core.hooksPath, fsmonitor and a clean filter planted by the agent never run inside ratchet\'s git calls', async () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);
-    const marker = join(repo.dir, 'hooked');
+    const outside = mkdtempSync(join(tmpdir(), 'ratchet-hooks-'));
+    const marker = join(outside, 'hooked');
     const script = `#!/bin/sh\necho ran >> ${marker}\ncat\n`;
     for (const hook of ['reference-transaction', 'post-index-change', 'post-checkout', 'pre-commit']) {
       writeFileSync(join(repo.dir, '.git', 'hooks', hook), script);
       chmodSync(join(repo.dir, '.git', 'hooks', hook), 0o755);
     }
-    writeFileSync(join(repo.dir, 'filter.sh'), script);
-    chmodSync(join(repo.dir, 'filter.sh'), 0o755);
-    repo.git('config', 'core.fsmonitor', join(repo.dir, 'filter.sh'));
-    repo.git('config', 'filter.evil.clean', join(repo.dir, 'filter.sh'));
+    writeFileSync(join(outside, 'filter.sh'), script);
+    chmodSync(join(outside, 'filter.sh'), 0o755);
+    repo.git('config', 'core.fsmonitor', join(outside, 'filter.sh'));
+    repo.git('config', 'filter.evil.clean', join(outside, 'filter.sh'));
     mkdirSync(join(repo.dir, '.git', 'info'), { recursive: true });
     writeFileSync(join(repo.dir, '.git', 'info', 'attributes'), '* filter=evil\n');
     setConstant(repo, 'SCORE', '0.5');
@@ -191,14 +192,15 @@ describe('the agent rewrites the evidence behind ratchet', () => {
     const worse = await runToEnd(loop, 'worse');
     await loop.revert({ id: worse.id });
     expect(existsSync(marker)).toBe(false);
+    rmSync(outside, { recursive: true, force: true });
   });
 
   it('a new file hidden from git by .git/info/exclude inside the surface is part of the candidate, so the branch reproduces', async () => {
     const { repo, loop } = setup({ editable: ['train.mjs', 'notes/**', 'lib/**'] });
     await startWithBaseline(loop);
     writeFileSync(join(repo.dir, '.git', 'info', 'exclude'), 'lib/\n');
-    repo.write('lib/helper.mjs', 'export const SCORE = 0.25;\n');
-    repo.write('train.mjs', TRAIN.replace('const SCORE = 1.0;', "import { SCORE as HIDDEN } from './lib/helper.mjs';\nconst SCORE = HIDDEN;"));
+    repo.write('lib/helper.mjs', 'export const HELPED = "helper loaded";\n');
+    repo.write('train.mjs', TRAIN.replace('const SCORE = 1.0;', "import { HELPED } from './lib/helper.mjs';\nconsole.log(HELPED);\nconst SCORE = 0.25;"));
     const e = await runToEnd(loop, 'hidden helper');
     expect(e.state).toBe('measured');
     expect(repo.git('ls-tree', '-r', '--name-only', e.commit!)).toContain('lib/helper.mjs');

@@ -41,7 +41,8 @@ function setup(budgetSeconds: number) {
   const pidDir = mkdtempSync(join(tmpdir(), 'ratchet-pids-'));
   const repo = makeRepo(
     { 'train.mjs': TRAIN, 'evaluate.mjs': EVALUATE },
-    baseConfig({ run: { command: 'node train.mjs', budgetSeconds, graceSeconds: 1, env: { PID_DIR: pidDir } } }),
+    // Without a sandbox, so the run's pids (written to a host folder) can be checked from here; the sandbox's own kill has its tests.
+    baseConfig({ sandbox: 'off', run: { command: 'node train.mjs', budgetSeconds, graceSeconds: 1, env: { PID_DIR: pidDir } } }),
   );
   cleanups.push(() => repo.cleanup());
   return { repo, pidDir };

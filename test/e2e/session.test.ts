@@ -36,6 +36,8 @@ beforeAll(async () => {
   repo = makeRepo(
     { 'train.mjs': TRAIN, 'evaluate.mjs': EVALUATE },
     baseConfig({
+      // Without a sandbox, so the hung run's pids (written to a host folder) can be checked from here; the sandboxed kill has its own tests.
+      sandbox: 'off',
       run: { command: 'node train.mjs', budgetSeconds: 3, graceSeconds: 1, env: { PID_DIR: pidDir } },
       evaluate: { command: 'node evaluate.mjs', budgetSeconds: 20 },
     }),
