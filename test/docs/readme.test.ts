@@ -1,0 +1,32 @@
+// The README sections users rely on cannot be dropped silently: install, the trust model's three lists, verify, and CI's test command.
+import { describe, it, expect } from 'vitest';
+import { readFileSync } from 'node:fs';
+
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const ci = readFileSync(new URL('../../.ci/run', import.meta.url), 'utf8');
+
+function section(title: string): string {
+  const start = readme.indexOf(`\n## ${title}`);
+  expect(start, `README lost its "${title}" section`).toBeGreaterThan(-1);
+  const end = readme.indexOf('\n## ', start + 4);
+  return readme.slice(start, end === -1 ? undefined : end);
+}
+
+describe('README', () => {
+  it('Quick start gives the test command that CI runs, sandbox setup included', () => {
+    const quick = section('Quick start');
+    expect(quick).toContain('npm ci && npm run setup:sandbox && npm test');
+    expect(ci).toContain('npm ci && npm run setup:sandbox && npm test');
+  });
+
+  it('the trust model says what is enforced, what is detected and what is not covered, with the sandbox boundaries', () => {
+    const trust = section('Trust model');
+    for (const heading of ['**Enforced (prevented):**', '**Detected (reported on the next tool call, keep refused):**', '**Not covered (and what to do):**']) expect(trust).toContain(heading);
+    for (const fact of ['bubblewrap', 'ratchet verify', 'ratchet integrity --accept', 'refs/ratchet/ledger-head', 'evaluate']) expect(trust).toContain(fact);
+  });
+
+  it('documents ratchet verify and the performance figures\' source', () => {
+    expect(section('`ratchet verify`')).toContain('--runs');
+    expect(section('Performance')).toContain('npm run bench:overhead');
+  });
+});
