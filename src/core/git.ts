@@ -1,114 +1,17 @@
 // Git plumbing for the loop, hardened against the repo it runs in: no hooks, filters, fsmonitor or attribute drivers ever run.
-import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, fchmodSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, readlink, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { lstat, mkdir, mkdtemp, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { RatchetError } from './errors.js';
-import { globMatcher } from './globs.js';
+import { gitFailure, quotePath, runGit, type GitOptions, type TreeEntry } from './git/run.js';
+import { writeBlobs } from './git/write-files.js';
+import { isInternal } from './walk.js';
+
+export { gitEnv, quotePath, runGit, type GitOptions, type GitResult, type TreeEntry } from './git/run.js';
+export { isInternal } from './walk.js';
 
 const FALLBACK_IDENTITY = { name: 'ratchet', email: 'ratchet@localhost' };
-
-/**
- * Passed before every subcommand. Each closes a way for code the agent or a run wrote into the repo
- * (.git/config, .git/hooks, .gitattributes, .git/info/attributes) to run inside ratchet's git calls,
- * or to change what ratchet reads from the object store.
- */
-const HARDENING = [
-  '--no-pager',
-  '--no-replace-objects',
-  '-c', 'core.hooksPath=/dev/null',
-  '-c', 'core.fsmonitor=false',
-  '-c', 'core.untrackedCache=false',
-  '-c', 'core.attributesFile=/dev/null',
-  '-c', 'core.splitIndex=false',
-  '-c', 'core.commitGraph=false',
-  '-c', 'core.multiPackIndex=false',
-  '-c', 'core.pager=cat',
-  '-c', 'core.quotepath=off',
-  '-c', 'commit.gpgSign=false',
-  '-c', 'tag.gpgSign=false',
-  '-c', 'gc.auto=0',
-  '-c', 'maintenance.auto=false',
-  '-c', 'protocol.allow=never',
-  '-c', 'credential.helper=',
-];
-
-/** Inherited variables kept: the user's identity and global config. Every other GIT_* could aim git elsewhere or trace to a file. */
-const KEPT_GIT_VARS = new Set(['GIT_CONFIG_GLOBAL', 'GIT_AUTHOR_NAME', 'GIT_AUTHOR_EMAIL', 'GIT_COMMITTER_NAME', 'GIT_COMMITTER_EMAIL']);
-
-export interface GitOptions {
-  /** Extra variables, e.g. GIT_INDEX_FILE for a throwaway index. */
-  env?: Record<string, string>;
-  input?: string | Buffer;
-  /** Resolve with the exit code instead of throwing on a non-zero exit. */
-  allowFail?: boolean;
-}
-
-export interface GitResult {
-  code: number;
-  stdout: Buffer;
-  stderr: string;
-}
-
-/** A tree entry: mode as git writes it, and the object id. */
-export interface TreeEntry {
-  mode: string;
-  oid: string;
-}
-
-export function gitEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith('GIT_') || KEPT_GIT_VARS.has(key)) env[key] = value;
-  }
-  Object.assign(env, {
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_ATTR_NOSYSTEM: '1',
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_PAGER: 'cat',
-    GIT_OPTIONAL_LOCKS: '0',
-    GIT_NO_REPLACE_OBJECTS: '1',
-    GIT_PROTOCOL_FROM_USER: '0',
-  });
-  return { ...env, ...extra };
-}
-
-/** The one git runner: a single hardened process per call, no shell, no pause after it exits. */
-export function runGit(repo: string, args: string[], opts: GitOptions = {}): Promise<GitResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn('git', [...HARDENING, ...args], { cwd: repo, env: gitEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    child.on('error', (e) => reject(spawnFailure(repo, e)));
-    child.on('close', (code) => {
-      const result = { code: code ?? 128, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') };
-      if (result.code !== 0 && !opts.allowFail) reject(gitFailure(repo, args, result));
-      else resolvePromise(result);
-    });
-    // A git that exits before reading all its input closes the pipe; its exit code says what happened.
-    child.stdin.on('error', () => {});
-    child.stdin.end(opts.input ?? '');
-  });
-}
-
-/** spawn reports a missing working directory as a missing git: tell the two apart. */
-function spawnFailure(repo: string, e: Error): RatchetError {
-  if (!existsSync(repo)) return new RatchetError('git_state', `The repository directory ${repo} does not exist.`, 'Point ratchet at an existing repository with --repo.');
-  return new RatchetError('git_state', `Could not run git: ${e.message}`, 'Install git and make sure it is on PATH, then call the tool again.');
-}
-
-function gitFailure(repo: string, args: string[], result: GitResult): RatchetError {
-  return new RatchetError(
-    'git_state',
-    `git ${args[0]} failed in ${repo}: ${result.stderr.trim() || `exit code ${result.code}`}`,
-    'Check that the repo is a healthy git work tree (`git status` there), then call the tool again.',
-    { args, exitCode: result.code },
-  );
-}
 
 export class Git {
   private identity: Promise<Record<string, string>> | null = null;
@@ -428,11 +331,6 @@ export class Git {
     return this.lsFiles(['--cached', '--others', '--exclude-standard']);
   }
 
-  /** Untracked files, git-ignored ones included (run outputs usually are). */
-  async untrackedFiles(): Promise<string[]> {
-    return (await this.lsFiles(['--others'])).filter((p) => !p.endsWith('/'));
-  }
-
   /** `git ls-files -z` with the given selection; reads the index and the directories, hashes nothing. */
   async lsFiles(selection: string[]): Promise<string[]> {
     return [...new Set((await this.text(['ls-files', '-z', ...selection])).split('\0').filter(Boolean))];
@@ -467,42 +365,16 @@ export class Git {
    * check racily-clean entries against the working tree and so run a clean filter. The cost: the
    * user's next `git status` re-reads every file once.
    */
-  private async syncIndex(rev: string): Promise<void> {
+  async syncIndex(rev: string): Promise<void> {
     await runGit(this.repo, ['read-tree', rev]);
   }
 
   /**
-   * Puts the edit surface (editable, not protected, not a declared output) of the working tree back
-   * at `commit`, writing its blobs' exact bytes, and deletes surface files the commit lacks, ignored
-   * ones included; then points the index at `commit`. Files outside the surface are not touched
-   * (protected ones are restored from their pins by the caller). Returns the deleted paths.
+   * Writes blobs into files under `root` with their exact committed bytes and modes. With
+   * `replace`, whatever stands at a path (file, link, directory) is replaced.
    */
-  async resetTo(commit: string, editable: string[], protectedGlobs: string[], outputs: string[] = []): Promise<string[]> {
-    const inSurface = surfaceOf(editable, protectedGlobs, outputs);
-    const target = new Map([...(await this.lsTree(commit))].filter(([path, e]) => inSurface(path) && e.mode !== '160000'));
-    const onDisk = await walkFiles(this.repo, inSurface);
-    const current = await this.hashFiles([...target.keys()], { write: false });
-    const stale = [...target].filter(([path, e]) => !sameEntry(current.get(path), e));
-    await this.writeEntries(this.repo, stale, { replace: true });
-    const removed = onDisk.filter((p) => !target.has(p)).sort();
-    for (const p of removed) await rm(join(this.repo, p), { force: true });
-    await removeEmptyParents(this.repo, removed);
-    await this.syncIndex(commit);
-    return removed;
-  }
-
-  /**
-   * Rewrites the working tree's files under `paths` to their content in `commit` (deleting those it
-   * lacks), from git objects, so the real index and the branch are not touched. This is how a
-   * repeat measures the best and then the candidate again in the same working tree.
-   */
-  async materialize(commit: string, paths: string[], _scratchDir?: string): Promise<void> {
-    if (!paths.length) return;
-    const wanted = new Set(paths);
-    const entries = [...(await this.lsTree(commit))].filter(([p, e]) => wanted.has(p) && e.mode !== '160000');
-    const present = new Set(entries.map(([p]) => p));
-    for (const p of paths) if (!present.has(p)) await rm(join(this.repo, p), { force: true });
-    await this.writeEntries(this.repo, entries, { replace: true });
+  writeFiles(root: string, entries: [string, TreeEntry][], opts: { replace: boolean }): Promise<void> {
+    return writeBlobs(this.repo, root, entries, opts);
   }
 
   /**
@@ -525,111 +397,7 @@ export class Git {
         { gitlinks },
       );
     }
-    await this.writeEntries(dir, entries, { replace: false });
-  }
-
-  /**
-   * Streams blobs from one `git cat-file --batch` process into files under `root`. Symlinks are
-   * created last, so no file is ever written through a link this call made. With `replace`, an
-   * existing file, link or directory at a path is replaced (written beside it, then renamed over).
-   */
-  private async writeEntries(root: string, entries: [string, TreeEntry][], opts: { replace: boolean }): Promise<void> {
-    if (!entries.length) return;
-    for (const [path] of entries) assertSafePath(path);
-    const links: { path: string; target: Buffer }[] = [];
-    const dirs = new Set<string>();
-    const ensureDir = async (path: string) => {
-      const parent = dirname(path);
-      if (parent === '.' || dirs.has(parent)) return;
-      if (opts.replace) await replaceNonDirectoryAncestors(root, parent);
-      await mkdir(join(root, parent), { recursive: true });
-      dirs.add(parent);
-    };
-    await this.catBlobs(
-      entries.map(([, e]) => e.oid),
-      async (i, content) => {
-        const [path, e] = entries[i]!;
-        if (e.mode === '120000') {
-          links.push({ path, target: await content.all() });
-          return;
-        }
-        await ensureDir(path);
-        const abs = join(root, path);
-        const dest = opts.replace ? join(dirname(abs), `.ratchet-write-${process.pid}-${randomBytes(6).toString('hex')}`) : abs;
-        const mode = e.mode === '100755' ? 0o755 : 0o644;
-        // Synchronous writes: a workspace is hundreds of small files, and a round trip to the thread pool per call costs more than the write.
-        const fd = openSync(dest, 'wx', mode);
-        try {
-          for await (const chunk of content.chunks()) writeSync(fd, chunk);
-          fchmodSync(fd, mode);
-        } finally {
-          closeSync(fd);
-        }
-        if (opts.replace) await replaceWith(dest, abs);
-      },
-    );
-    for (const { path, target } of links) {
-      await ensureDir(path);
-      const abs = join(root, path);
-      if (!opts.replace) {
-        await symlink(target.toString('utf8'), abs);
-        continue;
-      }
-      const dest = join(dirname(abs), `.ratchet-link-${process.pid}-${randomBytes(6).toString('hex')}`);
-      await symlink(target.toString('utf8'), dest);
-      await replaceWith(dest, abs);
-    }
-  }
-
-  /**
-   * Feeds object ids to one `cat-file --batch` and hands each object's bytes to `onBlob` in order,
-   * verifying every object's content against its id.
-   */
-  private async catBlobs(oids: string[], onBlob: (i: number, content: BlobContent) => Promise<void>): Promise<void> {
-    const child = spawn('git', [...HARDENING, 'cat-file', '--batch', '--buffer'], { cwd: this.repo, env: gitEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-    const stderr: Buffer[] = [];
-    child.stderr.on('data', (c: Buffer) => stderr.push(c));
-    const exited = new Promise<number>((res) => child.on('close', (code) => res(code ?? 128)));
-    child.on('error', () => {}); // the exit code below reports it
-    child.stdin.on('error', () => {});
-    child.stdin.end(oids.map((o) => `${o}\n`).join(''));
-    const reader = new ByteReader(child.stdout);
-    try {
-      for (let i = 0; i < oids.length; i++) {
-        const header = (await reader.line()).toString('utf8');
-        const m = /^([0-9a-f]+) (\w+) (\d+)$/.exec(header);
-        if (!m || m[2] !== 'blob') {
-          throw new RatchetError('git_state', `git cat-file could not read blob ${oids[i]}: ${header || stderr.join('')}`, 'Run `git fsck` in the repo to find damaged objects.');
-        }
-        const size = Number(m[3]);
-        const hash = createHash(oids[i]!.length === 64 ? 'sha256' : 'sha1').update(`blob ${size}\0`);
-        let consumed = false;
-        const content: BlobContent = {
-          chunks: async function* () {
-            consumed = true;
-            for await (const chunk of reader.take(size)) {
-              hash.update(chunk);
-              yield chunk;
-            }
-          },
-          all: async () => {
-            const parts: Buffer[] = [];
-            for await (const chunk of content.chunks()) parts.push(chunk);
-            return Buffer.concat(parts);
-          },
-        };
-        await onBlob(i, content);
-        if (!consumed) for await (const _ of content.chunks());
-        await reader.take(1).next(); // the newline after each object
-        if (hash.digest('hex') !== oids[i]) {
-          throw new RatchetError('git_state', `Object ${oids[i]} does not match its content: the object store was tampered with or is damaged.`, 'Run `git fsck` in the repo, and do not keep any result measured from it.');
-        }
-      }
-    } finally {
-      child.stdout.destroy();
-      if (child.exitCode === null) child.kill();
-      await exited;
-    }
+    await writeBlobs(this.repo, dir, entries, { replace: false });
   }
 
   /** A bundle of `refs` at `file`, so they can be restored after a `git gc` or a deleted ref. */
@@ -637,140 +405,4 @@ export class Git {
     if (!refs.length) throw new RatchetError('invalid_argument', 'A bundle needs at least one ref.', 'Pass the refs to save.');
     await runGit(this.repo, ['bundle', 'create', '--quiet', file, ...refs]);
   }
-}
-
-interface BlobContent {
-  chunks(): AsyncGenerator<Buffer>;
-  all(): Promise<Buffer>;
-}
-
-/** Pull-based reads from a stream: whole lines, or exactly n bytes as chunks. */
-class ByteReader {
-  private buffered: Buffer[] = [];
-  private readonly iterator: AsyncIterator<Buffer>;
-  private ended = false;
-
-  constructor(stream: NodeJS.ReadableStream) {
-    this.iterator = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  }
-
-  private async fill(): Promise<boolean> {
-    if (this.ended) return false;
-    const next = await this.iterator.next();
-    if (next.done) {
-      this.ended = true;
-      return false;
-    }
-    this.buffered.push(next.value);
-    return true;
-  }
-
-  async line(): Promise<Buffer> {
-    for (;;) {
-      const joined = this.buffered.length > 1 ? Buffer.concat(this.buffered) : (this.buffered[0] ?? Buffer.alloc(0));
-      this.buffered = joined.length ? [joined] : [];
-      const nl = joined.indexOf(10);
-      if (nl >= 0) {
-        this.buffered = nl + 1 < joined.length ? [joined.subarray(nl + 1)] : [];
-        return joined.subarray(0, nl);
-      }
-      if (!(await this.fill())) return joined;
-    }
-  }
-
-  async *take(n: number): AsyncGenerator<Buffer> {
-    let left = n;
-    while (left > 0) {
-      if (!this.buffered.length && !(await this.fill())) throw new Error('git cat-file ended early');
-      const head = this.buffered[0]!;
-      if (head.length <= left) {
-        this.buffered.shift();
-        left -= head.length;
-        yield head;
-      } else {
-        this.buffered[0] = head.subarray(left);
-        yield head.subarray(0, left);
-        left = 0;
-      }
-    }
-  }
-}
-
-// ------------------------------------------------------------------------------------------------
-// Files
-// ------------------------------------------------------------------------------------------------
-
-/** ratchet's own state and git's; never part of a commit ratchet builds from the working tree. */
-export function isInternal(path: string): boolean {
-  return ['.git', '.ratchet'].some((dir) => path === dir || path.startsWith(`${dir}/`));
-}
-
-function surfaceOf(editable: string[], protectedGlobs: string[], outputs: string[]): (path: string) => boolean {
-  const isEditable = globMatcher(editable);
-  const isProtected = globMatcher([...protectedGlobs, 'ratchet.json']);
-  const isOutput = globMatcher(outputs);
-  return (p) => isEditable(p) && !isProtected(p) && !isOutput(p) && !isInternal(p);
-}
-
-function sameEntry(a: TreeEntry | undefined, b: TreeEntry): boolean {
-  return a !== undefined && a.oid === b.oid && a.mode === b.mode;
-}
-
-/**
- * Files and symlinks under `root` for which `keep` holds, found by reading directories (ignore
- * files play no part). Symlinked directories are not followed; nested repositories are not entered.
- */
-async function walkFiles(root: string, keep: (path: string) => boolean): Promise<string[]> {
-  const found: string[] = [];
-  const visit = async (rel: string): Promise<void> => {
-    const entries = await readdir(rel ? join(root, rel) : root, { withFileTypes: true }).catch(() => []);
-    if (rel && entries.some((e) => e.name === '.git')) return;
-    for (const entry of entries) {
-      const path = rel ? `${rel}/${entry.name}` : entry.name;
-      if (isInternal(path)) continue;
-      if (entry.isDirectory()) await visit(path);
-      else if ((entry.isFile() || entry.isSymbolicLink()) && keep(path)) found.push(path);
-    }
-  };
-  await visit('');
-  return found.sort();
-}
-
-/** A path from a tree that would write outside the target directory, or into a .git, is refused. */
-function assertSafePath(path: string): void {
-  const bad = path.split('/').some((part) => part === '' || part === '.' || part === '..' || part.toLowerCase() === '.git');
-  if (bad || isAbsolute(path)) {
-    throw new RatchetError('git_state', `Refusing to write ${JSON.stringify(path)}: the path leaves the directory or enters .git.`, 'The commit was crafted by hand; do not use it.');
-  }
-}
-
-/** Each ancestor of `dir` under `root` that is a symlink or a file is removed, so the directory can be made there. */
-async function replaceNonDirectoryAncestors(root: string, dir: string): Promise<void> {
-  const parts = dir.split('/');
-  for (let i = 1; i <= parts.length; i++) {
-    const abs = join(root, ...parts.slice(0, i));
-    const st = await lstat(abs).catch(() => null);
-    if (st === null) return;
-    if (!st.isDirectory()) await rm(abs, { force: true });
-  }
-}
-
-/** Renames `source` over `dest`; a directory standing at `dest` is removed first (rename cannot replace it). */
-async function replaceWith(source: string, dest: string): Promise<void> {
-  if ((await lstat(dest).catch(() => null))?.isDirectory()) await rm(dest, { recursive: true, force: true });
-  await rename(source, dest);
-}
-
-/** Directories left empty by deleting `paths` are removed too, as git does. */
-async function removeEmptyParents(root: string, paths: string[]): Promise<void> {
-  const dirs = new Set<string>();
-  for (const p of paths) for (let d = dirname(p); d !== '.'; d = dirname(d)) dirs.add(d);
-  for (const d of [...dirs].sort((a, b) => b.length - a.length)) await rmdir(join(root, d)).catch(() => {});
-}
-
-/** C-quotes a path for a line-based git input when it needs it (a control character, a quote or a backslash). */
-export function quotePath(path: string): string {
-  if (!/[\x00-\x1f\x7f"\\]/.test(path)) return path;
-  const escaped = path.replace(/[\x00-\x1f\x7f"\\]/g, (c) => (c === '"' || c === '\\' ? `\\${c}` : `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`));
-  return `"${escaped}"`;
 }

@@ -7,7 +7,7 @@ import type { ExperimentRow, SessionRow } from './ledger.js';
 import { pathsOutsideSurface } from './candidate.js';
 import { RatchetError } from './errors.js';
 import * as refusals from './refusals.js';
-import { commitCandidate, restorePinned, scanSurface, verifyPins } from './surface.js';
+import { commitCandidate, resetSurface, restorePinned, scanSurface, verifyPins } from './surface.js';
 
 /** Null when `keep` may proceed, else the error that says why not and what to do. */
 export function keepRefusal(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow, force: boolean, reason?: string): RatchetError | null {
@@ -91,7 +91,7 @@ export async function revert(ctx: LoopContext, session: SessionRow, config: Conf
       await ctx.git.setRef(savedWorktree, snap.commit);
     }
   }
-  const removedUntracked = await ctx.git.resetTo(session.bestCommit, config.editable, [...config.protected, 'ratchet.json'], config.run.outputs);
+  const removedUntracked = await resetSurface({ git: ctx.git, commit: session.bestCommit, editable: config.editable, protectedGlobs: config.protected, outputs: config.run.outputs });
   // Ignored protected files are outside git's reach; their pinned copies put them back.
   const tampered = (await verifyPins(ctx.repo, pins, config.protected)).map((v) => v.path);
   if (tampered.length) await restorePinned(ctx.repo, pins, join(ctx.stateDir, 'pins'), tampered.filter((p) => pins.some((pin) => pin.path === p)));

@@ -1,25 +1,15 @@
-// The edit surface: which paths an experiment may change, found on disk without trusting ignore files, and hash pins that keep protected files untouched.
-import { createHash } from 'node:crypto';
-import { createReadStream, constants as fsConstants } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+// The edit surface: which paths an experiment may change, found on disk without trusting ignore files, and the candidate built from them.
+import { lstat, readlink, realpath, rm } from 'node:fs/promises';
+import { dirname, join, posix, resolve } from 'node:path';
 import { RatchetError } from './errors.js';
-import { Git, isInternal, runGit, type TreeEntry } from './git.js';
+import { Git, type TreeEntry } from './git.js';
+import { removeEmptyParents } from './git/write-files.js';
 import { globDirMatcher, globMatcher, type PathMatcher } from './globs.js';
+import { CONFIG_PATH, pinViolations, type Pin } from './pins.js';
+import { byPath, list, shellQuote, toRepoPath, topLevelCommit } from './repo-paths.js';
+import { isInternal, walk } from './walk.js';
 
-/** Always protected, whatever the config says: the rules must not change under a running session. */
-export const CONFIG_PATH = 'ratchet.json';
-
-/** Hashing many small pinned files one at a time is slow; more than this in flight only thrashes the disk. */
-const HASH_CONCURRENCY = 8;
-
-export interface Pin {
-  path: string;
-  sha256: string;
-  mode: 'file' | 'symlink';
-  /** Regular files only: restored with the executable bit when true. */
-  executable?: boolean;
-}
+export { CONFIG_PATH, pinProtected, restorePinned, savePinnedContent, verifyPins, type Pin } from './pins.js';
 
 export interface ChangedPath {
   path: string;
@@ -56,94 +46,6 @@ export interface SurfaceRules {
   protectedGlobs: string[];
   /** Declared run outputs (`run.outputs`): never part of the surface. */
   outputs?: string[];
-}
-
-// ---------------------------------------------------------------------------------------------
-// Public API
-// ---------------------------------------------------------------------------------------------
-
-/**
- * Hashes every existing file matching a protected glob or ratchet.json: tracked, untracked and
- * git-ignored alike (protected data files are usually ignored), found by reading directories.
- * Symlinks are pinned by their target string.
- */
-export async function pinProtected(repo: string, protectedGlobs: string[]): Promise<Pin[]> {
-  await assertTopLevel(new Git(repo));
-  const paths = await protectedPaths(repo, protectedGlobs);
-  const pins = await mapLimit(paths, HASH_CONCURRENCY, (p) => pinOf(repo, p));
-  return pins.filter((p): p is Pin => p !== null).sort(byPath);
-}
-
-/** Copies each pinned file to storeDir/<sha256>, verified, so a tampered file can be put back later. */
-export async function savePinnedContent(repo: string, pins: Pin[], storeDir: string): Promise<void> {
-  await mkdir(storeDir, { recursive: true });
-  for (const pin of pins) {
-    const stored = join(storeDir, pin.sha256);
-    if (await storedCopyIsIntact(stored, pin.sha256)) continue;
-    const tmp = `${stored}.tmp-${process.pid}-${Date.now()}`;
-    try {
-      const abs = join(repo, pin.path);
-      if (pin.mode === 'symlink') await writeFile(tmp, await readlink(abs));
-      // A reflink where the filesystem supports it: pinned data files can be gigabytes.
-      else await copyFile(abs, tmp, fsConstants.COPYFILE_FICLONE);
-      const copied = await hashFile(tmp);
-      if (copied !== pin.sha256) {
-        throw new RatchetError(
-          'surface_violation',
-          `Protected file ${pin.path} changed between pinning and saving its copy.`,
-          `Stop whatever is writing to ${pin.path}, then start the session again.`,
-          { path: pin.path, pinned: pin.sha256, found: copied },
-        );
-      }
-      await chmod(tmp, 0o444);
-      await rename(tmp, stored);
-    } finally {
-      await rm(tmp, { force: true });
-    }
-  }
-}
-
-/** Puts the pinned content back at `paths` (each must be pinned), replacing whatever is there now, symlinks included. */
-export async function restorePinned(repo: string, pins: Pin[], storeDir: string, paths: string[]): Promise<void> {
-  const byPathMap = new Map(pins.map((p) => [p.path, p]));
-  for (const path of paths) {
-    const pin = byPathMap.get(path);
-    if (!pin) {
-      throw new RatchetError('invalid_argument', `${path} is not a pinned file.`, 'Only files pinned at session start can be restored.', { path });
-    }
-    const content = await readFile(join(storeDir, pin.sha256)).catch(() => null);
-    if (content === null || sha256(content) !== pin.sha256) {
-      throw new RatchetError(
-        'surface_violation',
-        `The saved copy of protected file ${path} is missing or damaged (${join(storeDir, pin.sha256)}).`,
-        `Restore ${path} by hand (e.g. \`git checkout HEAD -- ${shellQuote(path)}\`, or from your data source), then start a new session.`,
-        { path, sha256: pin.sha256 },
-      );
-    }
-    const abs = join(repo, path);
-    // Checked before mkdir: creating or writing through a directory the agent swapped for a symlink could land outside the repo.
-    const blocker = await nonDirectoryAncestor(repo, path);
-    if (blocker !== null) {
-      throw new RatchetError(
-        'surface_violation',
-        `Cannot restore ${path}: ${blocker} is no longer a plain directory.`,
-        `Remove ${shellQuote(blocker)} (a symlink or file now stands where a directory was) and recreate it as a plain directory, then restore again.`,
-        { path, blocker },
-      );
-    }
-    await mkdir(dirname(abs), { recursive: true });
-    // Write beside the target and rename over it, so a symlink planted at `path` is replaced, not written through.
-    const tmp = join(dirname(abs), `.ratchet-restore-${process.pid}-${Date.now()}`);
-    try {
-      if (pin.mode === 'symlink') await symlink(content.toString('utf8'), tmp);
-      else await writeFile(tmp, content, { mode: pin.executable ? 0o755 : 0o644 });
-      // rename() replaces a file or symlink atomically but not a directory the agent put in its place.
-      if ((await lstat(abs).catch(() => null))?.isDirectory()) await rm(abs, { recursive: true, force: true });
-      await rename(tmp, abs);
-    } finally {
-      await rm(tmp, { force: true });
-    }
-  }
 }
 
 /**
@@ -221,16 +123,6 @@ export async function changedPaths(repo: string, baseCommit: string): Promise<Ch
   return (await scanSurface({ repo, baseCommit, editable: [], protectedGlobs: [], pins: [] })).changed;
 }
 
-/**
- * Pins only, tracked or ignored: each pinned file must still exist with the same content and kind,
- * and no unpinned file may have appeared under a protected glob. Run after an experiment, before
- * the trusted evaluate step reads anything.
- */
-export async function verifyPins(repo: string, pins: Pin[], protectedGlobs: string[]): Promise<Violation[]> {
-  await assertTopLevel(new Git(repo));
-  return pinViolations(repo, pins, protectedGlobs);
-}
-
 /** What went wrong, path by path, and the commands that fix it; written for the agent to act on. */
 export function describeViolations(v: Violation[]): string {
   if (v.length === 0) return 'No edit-surface violations.';
@@ -280,10 +172,6 @@ export function describeViolations(v: Violation[]): string {
   return lines.join('\n');
 }
 
-// ---------------------------------------------------------------------------------------------
-// Matching
-// ---------------------------------------------------------------------------------------------
-
 const REASON_TEXT: Record<Violation['reason'], string> = {
   outside_surface: 'changed outside the editable surface',
   protected_changed: 'protected file changed',
@@ -293,6 +181,31 @@ const REASON_TEXT: Record<Violation['reason'], string> = {
   nested_repository: 'nested git repository inside the editable surface',
 };
 
+
+/**
+ * Puts the edit surface (editable, not protected, not a declared output) of the working tree back
+ * at `commit`, writing its blobs' exact bytes, and deletes surface files the commit lacks, ignored
+ * ones included; then points the index at `commit`. Files outside the surface are not touched
+ * (protected ones are restored from their pins by the caller). Returns the deleted paths.
+ */
+export async function resetSurface(opts: SurfaceRules & { git: Git; commit: string }): Promise<string[]> {
+  const { git, commit } = opts;
+  const rules = surfaceRules(opts);
+  const target = new Map([...(await git.lsTree(commit))].filter(([path, e]) => rules.inSurface(path) && e.mode !== '160000'));
+  const onDisk = await walk(git.repo, { enter: rules.enterable, take: rules.inSurface, intoNested: false });
+  const current = await git.hashFiles([...target.keys()], { write: false });
+  const stale = [...target].filter(([path, e]) => !sameEntry(current.get(path), e));
+  await git.writeFiles(git.repo, stale, { replace: true });
+  const removed = onDisk.files.filter((p) => !target.has(p));
+  for (const p of removed) await rm(join(git.repo, p), { force: true });
+  await removeEmptyParents(git.repo, removed);
+  await git.syncIndex(commit);
+  return removed;
+}
+
+function sameEntry(a: TreeEntry | undefined, b: TreeEntry): boolean {
+  return a !== undefined && a.oid === b.oid && a.mode === b.mode;
+}
 interface Rules {
   isEditable: PathMatcher;
   isProtected: PathMatcher;
@@ -386,51 +299,6 @@ async function surfaceViolations(opts: {
   return [...violations.values()].sort(byPath);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Walking and comparing
-// ---------------------------------------------------------------------------------------------
-
-interface Walked {
-  /** Files and symlinks taken, sorted. */
-  files: string[];
-  /** Directories with their own .git (file or directory) that the walk reached. */
-  nested: string[];
-  /** Entries whose name is not valid UTF-8: no string path can name them. */
-  unreadable: string[];
-}
-
-/**
- * Reads directories from the repo root, entering only those `enter` allows; ignore files play no
- * part. Symlinked directories are not followed, and `.git` and `.ratchet` at the top are skipped.
- */
-async function walk(repo: string, opts: { enter: PathMatcher; take: PathMatcher; intoNested: boolean }): Promise<Walked> {
-  const out: Walked = { files: [], nested: [], unreadable: [] };
-  const visit = async (rel: string): Promise<void> => {
-    const entries = await readdir(rel ? join(repo, rel) : repo, { withFileTypes: true, encoding: 'buffer' }).catch(() => []);
-    const names = entries.map((e) => e.name.toString('utf8'));
-    if (rel && names.includes('.git')) {
-      out.nested.push(rel);
-      if (!opts.intoNested) return;
-    }
-    const subdirs: string[] = [];
-    entries.forEach((entry, i) => {
-      const name = names[i]!;
-      const path = rel ? `${rel}/${name}` : name;
-      if (name === '.git' || isInternal(path)) return;
-      const isDir = entry.isDirectory();
-      if (!isDir && !entry.isFile() && !entry.isSymbolicLink()) return;
-      if (!(isDir ? opts.enter(path) : opts.take(path))) return;
-      if (!Buffer.from(name, 'utf8').equals(entry.name)) out.unreadable.push(path);
-      else if (isDir) subdirs.push(path);
-      else out.files.push(path);
-    });
-    await Promise.all(subdirs.map(visit));
-  };
-  await visit('');
-  for (const list of Object.values(out)) list.sort();
-  return out;
-}
-
 /** Paths whose parent directories are all real directories: a file reached through a symlinked directory is not the tracked file. */
 async function withoutSymlinkedParents(repo: string, paths: string[]): Promise<string[]> {
   const cache = new Map<string, Promise<boolean>>();
@@ -477,82 +345,6 @@ function compareTrees(base: Map<string, TreeEntry>, now: Map<string, TreeEntry>,
   return changed.sort(byPath);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Pins
-// ---------------------------------------------------------------------------------------------
-
-async function pinViolations(repo: string, pins: Pin[], protectedGlobs: string[]): Promise<Violation[]> {
-  const realRepo = await realpath(repo);
-  const violations: Violation[] = [];
-  const checks = await mapLimit(pins, HASH_CONCURRENCY, async (pin) => pinViolation(repo, realRepo, pin));
-  for (const v of checks) if (v) violations.push(v);
-  const pinned = new Set(pins.map((p) => p.path));
-  for (const path of await protectedPaths(repo, protectedGlobs)) {
-    if (!pinned.has(path)) {
-      violations.push({ path, reason: 'protected_added', detail: 'new file matches a protected glob and was not pinned at session start', fix: `rm -- ${shellQuote(path)}` });
-    }
-  }
-  return violations.sort(byPath);
-}
-
-/**
- * Existing files and symlinks matching a protected glob or ratchet.json, ignored ones included,
- * inside nested repositories too. Only directories a protected glob can reach are read.
- */
-async function protectedPaths(repo: string, protectedGlobs: string[]): Promise<string[]> {
-  const globs = [...protectedGlobs, CONFIG_PATH];
-  const { files } = await walk(repo, { enter: globDirMatcher(globs), take: globMatcher(globs), intoNested: true });
-  return files;
-}
-
-async function pinOf(repo: string, path: string): Promise<Pin | null> {
-  const abs = join(repo, path);
-  const st = await lstat(abs).catch(() => null);
-  if (!st) return null;
-  if (st.isSymbolicLink()) return { path, sha256: sha256(Buffer.from(await readlink(abs), 'utf8')), mode: 'symlink' };
-  if (!st.isFile()) return null;
-  return { path, sha256: await hashFile(abs), mode: 'file', executable: (st.mode & 0o111) !== 0 };
-}
-
-async function pinViolation(repo: string, realRepo: string, pin: Pin): Promise<Violation | null> {
-  const abs = join(repo, pin.path);
-  const st = await lstat(abs).catch(() => null);
-  if (!st) return { path: pin.path, reason: 'protected_deleted', detail: 'pinned at session start, now missing' };
-  // Content read through a directory swapped for a symlink is not the pinned file, whatever it hashes to.
-  const realParent = await realpath(dirname(abs)).catch(() => null);
-  if (realParent === null || toRepoPath(realRepo, realParent) !== parentOf(pin.path)) {
-    return { path: pin.path, reason: 'protected_changed', detail: `its directory now resolves to ${realParent ?? 'nothing'}` };
-  }
-  const now = await pinOf(repo, pin.path);
-  if (!now) return { path: pin.path, reason: 'protected_changed', detail: 'no longer a regular file or symlink' };
-  if (now.mode !== pin.mode) return { path: pin.path, reason: 'protected_changed', detail: `was a ${pin.mode}, now a ${now.mode}` };
-  if (now.sha256 !== pin.sha256) {
-    return { path: pin.path, reason: 'protected_changed', detail: `sha256 ${short(now.sha256)} differs from ${short(pin.sha256)} pinned at session start` };
-  }
-  return null;
-}
-
-/** The first existing ancestor of `path` (inside the repo) that is not a real directory, or null. */
-async function nonDirectoryAncestor(repo: string, path: string): Promise<string | null> {
-  const parts = path.split('/').slice(0, -1);
-  for (let i = 1; i <= parts.length; i++) {
-    const prefix = parts.slice(0, i).join('/');
-    const st = await lstat(join(repo, prefix)).catch(() => null);
-    if (st === null) return null;
-    if (!st.isDirectory()) return prefix;
-  }
-  return null;
-}
-
-async function storedCopyIsIntact(stored: string, sha: string): Promise<boolean> {
-  const st = await stat(stored).catch(() => null);
-  return st !== null && st.isFile() && (await hashFile(stored)) === sha;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Symlinks
-// ---------------------------------------------------------------------------------------------
-
 /**
  * Why `path` (a changed, existing path) reaches outside the surface through a symlink, itself or a
  * parent directory; null when it does not. Dangling links are judged by where they would point.
@@ -575,96 +367,4 @@ async function symlinkEscape(repo: string, realRepo: string, path: string, isEdi
   if (isProtected(rel)) return `${how}, which resolves to protected file ${rel}`;
   if (!isEditable(rel)) return `${how}, which resolves to ${rel}, outside the editable surface`;
   return null;
-}
-
-/** Repo-relative POSIX path of an absolute real path, '' for the repo itself, null when outside it. */
-function toRepoPath(realRepo: string, abs: string): string | null {
-  const rel = relative(realRepo, abs);
-  if (rel === '') return '';
-  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return null;
-  return rel.split(sep).join('/');
-}
-
-function parentOf(path: string): string {
-  const dir = posix.dirname(path);
-  return dir === '.' ? '' : dir;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Git
-// ---------------------------------------------------------------------------------------------
-
-/** Paths from git are relative to the top level; checking from a subdirectory would miss changes elsewhere. */
-async function assertTopLevel(git: Git): Promise<void> {
-  const prefix = (await runGit(git.repo, ['rev-parse', '--show-prefix'])).stdout.toString('utf8').trim();
-  if (prefix !== '') throw notTopLevel(git.repo, prefix);
-}
-
-/** The commit `ref` names, checked in the same process as the top level. */
-async function topLevelCommit(git: Git, ref: string): Promise<string> {
-  // --end-of-options keeps a ref starting with "-" from being read as an option.
-  const r = await runGit(git.repo, ['rev-parse', '--show-prefix', '--end-of-options', `${ref}^{commit}`], { allowFail: true });
-  // Without --verify, this git echoes "--end-of-options" between the two answers.
-  const lines = r.stdout.toString('utf8').split('\n');
-  const prefix = lines[0] ?? '';
-  const sha = lines.filter(Boolean).pop() ?? '';
-  if (prefix !== '') throw notTopLevel(git.repo, prefix);
-  if (r.code !== 0 || !/^[0-9a-f]{40,64}$/.test(sha)) {
-    if (/not a git repository/i.test(r.stderr)) throw new RatchetError('git_state', `${git.repo} is not a git work tree.`, 'Point ratchet at your repository root.');
-    throw new RatchetError('git_state', `${ref} is not a commit in ${git.repo}.`, 'Pass the commit the experiment started from (the session branch head).', { ref });
-  }
-  return sha;
-}
-
-function notTopLevel(repo: string, prefix: string): RatchetError {
-  return new RatchetError('git_state', `${repo} is a subdirectory of a git repository (${prefix}).`, 'Point ratchet at the repository root, where .git lives.', { prefix });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Small helpers
-// ---------------------------------------------------------------------------------------------
-
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-/** Streams the file so a multi-gigabyte data file is hashed without loading it. */
-function hashFile(abs: string): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(abs)
-      .on('error', reject)
-      .on('data', (chunk) => hash.update(chunk))
-      .on('end', () => resolvePromise(hash.digest('hex')));
-  });
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
-function byPath<T extends { path: string }>(a: T, b: T): number {
-  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
-}
-
-function short(sha: string): string {
-  return sha.slice(0, 12);
-}
-
-function list(paths: string[]): string {
-  return paths.join(', ');
-}
-
-/** Quotes a path for a copy-pasteable shell command. */
-function shellQuote(path: string): string {
-  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
 }

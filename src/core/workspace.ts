@@ -1,8 +1,9 @@
 // Workspaces: each step runs in a fresh materialization of the commit it measures, never in the agent's tree.
-import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Git } from './git.js';
-import { globMatcher } from './globs.js';
+import { globDirMatcher, globMatcher } from './globs.js';
+import { walk } from './walk.js';
 import type { StepInput } from './executor/executor.js';
 
 export type StepPhase = 'run' | 'evaluate';
@@ -26,13 +27,16 @@ export class Workspaces {
     return dir;
   }
 
-  /** The run's declared outputs, copied read-only into the evaluate workspace: all evaluate may see of the run. */
-  copyOutputs(from: string, to: string, outputs: string[]): string[] {
+  /**
+   * The run's declared outputs, copied read-only into the evaluate workspace: all evaluate may see of
+   * the run. Regular files only: a symlink the run planted must not make ratchet copy what it points at.
+   */
+  async copyOutputs(from: string, to: string, outputs: string[]): Promise<string[]> {
     if (!outputs.length || !existsSync(from)) return [];
-    const isOutput = globMatcher(outputs);
+    const found = await walk(from, { enter: globDirMatcher(outputs), take: globMatcher(outputs), intoNested: true });
     const copied: string[] = [];
-    for (const path of walkFiles(from)) {
-      if (!isOutput(path)) continue;
+    for (const path of found.files) {
+      if (!lstatSync(join(from, path)).isFile()) continue;
       const target = join(to, path);
       mkdirSync(dirname(target), { recursive: true });
       rmSync(target, { force: true });
@@ -73,19 +77,4 @@ export class Workspaces {
       if (!keep.has(Number(name.split('-')[0]))) rmSync(join(this.root, name), { recursive: true, force: true });
     }
   }
-}
-
-/** Regular files under dir (symlinks not followed), repo-relative with forward slashes. */
-function walkFiles(dir: string): string[] {
-  const out: string[] = [];
-  const visit = (abs: string) => {
-    for (const name of readdirSync(abs)) {
-      const full = join(abs, name);
-      const st = lstatSync(full);
-      if (st.isDirectory()) visit(full);
-      else if (st.isFile()) out.push(relative(dir, full).split('\\').join('/'));
-    }
-  };
-  if (existsSync(dir) && statSync(dir).isDirectory()) visit(dir);
-  return out;
 }

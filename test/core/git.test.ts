@@ -6,7 +6,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Git, quotePath, runGit } from '../../src/core/git.js';
-import { commitCandidate, pinProtected, scanSurface, verifyPins } from '../../src/core/surface.js';
+import { commitCandidate, pinProtected, resetSurface, scanSurface, verifyPins } from '../../src/core/surface.js';
 
 let root: string;
 let repo: string;
@@ -220,23 +220,13 @@ describe('Git', () => {
     write('README.md', 'outside the surface\n');
     mkdirSync(join(repo, 'model', 'out'));
     write('model/out/ckpt.bin', 'declared output');
-    const removed = await g.resetTo(base, ['model/**'], [], ['model/out/**']);
+    const removed = await resetSurface({ git: g, commit: base, editable: ['model/**'], protectedGlobs: [], outputs: ['model/out/**'] });
     expect(removed).toEqual(['model/deep/er.log', 'model/hidden.py']);
     expect(readFileSync(join(repo, 'model', 'a.py'), 'utf8')).toBe('A = 1\n');
     expect(readlinkSync(join(repo, 'model', 'alias.py'))).toBe('a.py');
     expect(existsSync(join(repo, 'model', 'deep'))).toBe(false);
     expect(readFileSync(join(repo, 'README.md'), 'utf8')).toBe('outside the surface\n');
     expect(readFileSync(join(repo, 'model', 'out', 'ckpt.bin'), 'utf8')).toBe('declared output');
-  });
-
-  it('materializes paths of a commit into the working tree, deleting those it lacks', async () => {
-    const g = new Git(repo);
-    const base = await g.head();
-    write('model/a.py', 'A = 3\n');
-    write('model/c.py', 'C\n');
-    await g.materialize(base, ['model/a.py', 'model/c.py']);
-    expect(readFileSync(join(repo, 'model', 'a.py'), 'utf8')).toBe('A = 1\n');
-    expect(existsSync(join(repo, 'model', 'c.py'))).toBe(false);
   });
 
   it('materializes a commit byte for byte, with exec bits and symlinks, hundreds of files in one pass', async () => {
@@ -353,7 +343,6 @@ describe('a repo rigged to run code inside git', () => {
     await g.setRef('refs/ratchet/x/1', snap.commit);
     await g.listRefs('refs/ratchet/');
     await g.listFiles();
-    await g.untrackedFiles();
     await g.readBlob(snap.commit, 'model/a.py');
     rmSync(join(repo, 'notes.txt'));
 
@@ -367,10 +356,9 @@ describe('a repo rigged to run code inside git', () => {
     await g.commitFiles({ parent: base, files: ['model/a.py'], removed: [], message: 'files' });
     await g.commitBlobs({ files: { 'ratchet.json': '{}' }, message: 'blobs', parent: base });
     await g.advanceBranch('ratchet/x', candidate.commit, base);
-    await g.materialize(base, ['model/a.py']);
     await g.materializeCommit(candidate.commit, join(root, 'ws'));
     expect(readFileSync(join(root, 'ws', 'model', 'a.py'), 'utf8')).toBe('a = "lower case bytes"\n');
-    await g.resetTo(base, ['model/**'], ['README.md']);
+    await resetSurface({ git: g, commit: base, editable: ['model/**'], protectedGlobs: ['README.md'] });
     await g.bundle(join(root, 'b.bundle'), ['refs/ratchet/x/1']);
   }
 
