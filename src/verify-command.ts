@@ -1,16 +1,15 @@
 // `ratchet verify` and `ratchet integrity`: the user's own checks of a night's evidence, run outside any agent.
 import { LoopContext } from './core/context.js';
-import { LocalExecutor } from './core/executor/local.js';
 import { Integrity } from './core/integrity.js';
 import { verifySession } from './core/verify-session.js';
 import { createLogger } from './log.js';
 
 export async function runVerify(repo: string, opts: { tag?: string; runs: number; json: boolean }): Promise<number> {
   const logger = createLogger({ stderr: false });
-  const ctx = new LoopContext({ repo, logger }, new LocalExecutor({ mode: 'auto' }));
+  const ctx = new LoopContext({ repo, logger });
   try {
     const session = ctx.ledger.activeSession() ?? ctx.ledger.latestSession();
-    const sandbox = await (session ? ctx.executorFor(ctx.configOf(session)) : ctx.executor).sandbox();
+    const sandbox = await ctx.executorFor(session ? ctx.configOf(session) : { sandbox: 'auto' }).sandbox();
     if (!opts.json) process.stdout.write(`Verifying in ${sandbox.kind === 'none' ? 'no sandbox' : `a ${sandbox.kind} sandbox`}, ${opts.runs} run(s) per commit.\n`);
     const result = await verifySession(ctx, {
       tag: opts.tag,
@@ -32,7 +31,7 @@ export async function runVerify(repo: string, opts: { tag?: string; runs: number
 
 export async function runIntegrity(repo: string, opts: { accept: boolean; json: boolean }): Promise<number> {
   const logger = createLogger({ stderr: false });
-  const ctx = new LoopContext({ repo, logger }, new LocalExecutor({ mode: 'off' }));
+  const ctx = new LoopContext({ repo, logger });
   try {
     const integrity = new Integrity(ctx);
     const findings = await integrity.checkAtStart();

@@ -45,15 +45,17 @@ export class LoopContext {
 
   private readonly executors = new Map<string, Executor>();
 
-  constructor(
-    readonly opts: LoopOptions,
-    readonly executor: Executor,
-  ) {
+  constructor(readonly opts: LoopOptions) {
     this.repo = opts.repo;
     this.stateDir = join(opts.repo, '.ratchet');
     this.log = opts.logger;
     this.git = new Git(opts.repo);
     this.workspaces = new Workspaces(join(this.stateDir, 'ws'), this.git);
+  }
+
+  /** For what does not depend on the sandbox setting: following, cancelling and sweeping steps already started. */
+  get executor(): Executor {
+    return this.executorFor({ sandbox: 'auto' });
   }
 
   /** The executor for a config's sandbox setting (auto, required or off); one given in the options serves every setting. */

@@ -1,23 +1,16 @@
 // The driver: starts each step of an experiment in its own workspace, follows it to its result and records it.
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Config } from './config.js';
+import { baselineRepeatsOf, type Config } from './config.js';
 import type { LoopContext } from './context.js';
 import type { RunningStep } from './executor/executor.js';
 import { gpuEnv } from './gpu.js';
-import type { ExperimentRow, FinalState } from './ledger.js';
-import { judge, readFigures, type Phase } from './measure.js';
-import { readMetricText } from './metric.js';
+import type { ExperimentRow, FinalState, GpuAssignment } from './ledger.js';
+import { judge, type Phase } from './measure.js';
 import { prunerFor, recordCurve } from './pruning.js';
 import type { RunResult } from './runner/run-spec.js';
 import { restorePinned, verifyPins } from './surface.js';
-import { baselineRepeatsOf } from './config.js';
-
-export interface GpuAssignment {
-  indices: number[];
-  model: string | null;
-}
+import { figuresIn, prepareStep } from './steps.js';
 
 const PRUNE_EVERY_MS = 250;
 
@@ -33,42 +26,26 @@ export class Driver {
   async launch(e: ExperimentRow, config: Config, phase: Phase, gpus?: GpuAssignment | null): Promise<ExperimentRow> {
     const { ctx } = this;
     const dir = ctx.runDir(e.id);
-    const step = phase === 'run' ? config.run : config.evaluate!;
     const assigned = gpus === undefined ? e.gpus : gpus;
     const token = `${e.id}-${phase}-${randomBytes(6).toString('hex')}`;
-    const logPath = join(dir, `${phase}.log`);
-    const resultPath = join(dir, `${phase}.result.json`);
     try {
-      mkdirSync(dir, { recursive: true });
-      // Earlier files at these paths (a restart, a replay) must never read as this step's output.
-      for (const p of [logPath, resultPath, join(dir, `${phase}.stdout`)]) rmSync(p, { force: true });
       const executor = ctx.executorFor(config);
       const sandbox = await executor.sandbox();
-      const workspace = await ctx.workspaces.create(e.id, phase, e.commit!);
-      if (phase === 'evaluate') ctx.workspaces.copyOutputs(ctx.workspaces.pathOf(e.id, 'run'), workspace, config.run.outputs);
-      const inputs = ctx.workspaces.inputs(ctx.repo, workspace, config.run.inputs, sandbox.kind !== 'none');
-      const env: Record<string, string> = { ...step.env, RATCHET_EXPERIMENT_ID: String(e.id), RATCHET_PHASE: phase };
-      if (assigned) Object.assign(env, gpuEnv(assigned.indices));
+      const request = await prepareStep(
+        { workspaces: ctx.workspaces, repo: ctx.repo, dir, cacheDir: ctx.cacheDir, hidden: [ctx.repo], sandboxed: sandbox.kind !== 'none' },
+        {
+          id: e.id,
+          phase,
+          commit: e.commit!,
+          config,
+          token,
+          env: { RATCHET_EXPERIMENT_ID: String(e.id), ...(assigned ? gpuEnv(assigned.indices) : {}) },
+          gpuDevices: assigned ? assigned.indices.map((i) => `/dev/nvidia${i}`) : [],
+        },
+      );
       // The token is on record before anything is spawned, so a crash here still lets recovery sweep it.
       ctx.ledger.markLaunching(e.id, { phase, runToken: token });
-      const running = await executor.start({
-        token,
-        command: step.command,
-        workspace,
-        env,
-        budgetSeconds: step.budgetSeconds,
-        graceSeconds: step.graceSeconds,
-        logPath,
-        ...(phase === 'evaluate' ? { stdoutPath: join(dir, 'evaluate.stdout') } : {}),
-        resultPath,
-        maxLogBytes: Math.round((config.run.maxLogMegabytes ?? 256) * 1024 * 1024),
-        inputs,
-        network: phase === 'run' ? config.run.network : false,
-        gpuDevices: assigned ? assigned.indices.map((i) => `/dev/nvidia${i}`) : [],
-        // Evaluate gets caches of its own: a run must not plant a compiled kernel or a module the evaluator would load.
-        cacheDir: phase === 'run' ? ctx.cacheDir : `${ctx.cacheDir}-evaluate`,
-        hidden: [ctx.repo],
-      });
+      const running = await executor.start(request);
       this.steps.set(e.id, running);
       const updated = ctx.ledger.markStarted(e.id, {
         phase,
@@ -205,12 +182,7 @@ export class Driver {
   /** Reads the figures and records the measurement; false when there was none (the experiment is then crashed). */
   private measure(id: number, config: Config): boolean {
     const { ctx } = this;
-    const dir = ctx.runDir(id);
-    const stdout = join(dir, 'evaluate.stdout');
-    const figures = readFigures(config, {
-      run: readMetricText(join(dir, 'run.log')),
-      evaluateStdout: config.evaluate ? (existsSync(stdout) ? readMetricText(stdout) : '') : null,
-    });
+    const figures = figuresIn(ctx.runDir(id), config);
     if ('failure' in figures) {
       this.finish(id, 'crashed', figures.failure);
       return false;
@@ -279,6 +251,3 @@ function describeFailure(err: unknown): string {
   return message;
 }
 
-export function readIfExists(path: string): string | null {
-  return existsSync(path) ? readFileSync(path, 'utf8') : null;
-}

@@ -20,6 +20,9 @@ export const CHAIN_REF = 'refs/ratchet/ledger-head';
 export class Integrity {
   private findings: Finding[];
   private identity: { dev: number; ino: number } | null = null;
+  /** The chain head this server last mirrored, and the ref's commit that holds it: an unchanged ref needs no re-read. */
+  private sealed: { seq: number; hash: string } | null = null;
+  private sealedRefSha: string | null = null;
 
   constructor(private readonly ctx: LoopContext) {
     this.findings = readFindings(this.file);
@@ -66,13 +69,11 @@ export class Integrity {
     const commit = await ctx.git.commitBlobs({ files: { 'chain-head': `${head.seq} ${head.hash}\n` }, message: `ratchet: ledger chain head ${head.seq}` });
     await ctx.git.setRef(CHAIN_REF, commit);
     this.sealed = head;
+    this.sealedRefSha = commit;
     await ctx.git.bundle(join(ctx.stateDir, `evidence-${session.tag}.bundle`), [`--glob=refs/ratchet/${session.tag}/*`, `refs/heads/${session.branch}`, CHAIN_REF]).catch((err: unknown) => {
       ctx.log.warn({ err }, 'could not refresh the evidence bundle');
     });
   }
-
-  private sealed: { seq: number; hash: string } | null = null;
-  private sealedRefSha: string | null = null;
 
   /** The user looked at the findings and accepts the evidence as it stands: the chain is resealed and the findings cleared. */
   async accept(note: string): Promise<void> {

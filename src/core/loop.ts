@@ -1,11 +1,9 @@
 // The research loop, top to bottom as program.md tells it: start a session → run a candidate → wait → keep or revert.
 import { existsSync, mkdirSync } from 'node:fs';
 import { LoopContext, type LoopOptions } from './context.js';
-import { loadConfig } from './config.js';
 import { createCandidate } from './candidate.js';
 import { Driver } from './driver.js';
 import type { SandboxReport } from './executor/executor.js';
-import { LocalExecutor } from './executor/local.js';
 import { Integrity, type Finding } from './integrity.js';
 import { completeInterruptedKeep, keep, revert } from './keep.js';
 import { ledgerPath, type ExperimentState } from './ledger.js';
@@ -44,7 +42,7 @@ export class ResearchLoop {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(opts: LoopOptions) {
-    this.ctx = new LoopContext(opts, opts.executor ?? new LocalExecutor({ mode: 'auto', containment: opts.containment }));
+    this.ctx = new LoopContext(opts);
     this.repo = this.ctx.repo;
     this.stateDir = this.ctx.stateDir;
     this.driver = new Driver(this.ctx);
@@ -179,8 +177,9 @@ export class ResearchLoop {
   async status(): Promise<Status> {
     const findings = await this.guard();
     const session = this.ctx.hasLedger ? this.ctx.ledger.activeSession() : undefined;
-    const mode = session ? this.ctx.configOf(session).sandbox : configuredSandbox(this.repo);
-    return reports.status(this.ctx, { sandbox: await this.ctx.executorFor({ sandbox: mode }).sandbox(), findings, readOnlyHolder: this.heldBy });
+    const onDisk = reports.configOnDisk(this.repo);
+    const mode = session ? this.ctx.configOf(session).sandbox : onDisk.config?.sandbox ?? 'auto';
+    return reports.status(this.ctx, { sandbox: await this.ctx.executorFor({ sandbox: mode }).sandbox(), findings, readOnlyHolder: this.heldBy, configError: onDisk.error });
   }
 
   async listExperiments(input: { limit?: number; beforeId?: number; state?: ExperimentState }): Promise<{ experiments: ExperimentView[]; total: number; nextBeforeId: number | null }> {
@@ -263,15 +262,6 @@ export class ResearchLoop {
   /** A read-only server watches the ledger that the driving server writes. */
   private async pollUntilDone(id: number): Promise<void> {
     while (!this.ctx.closed && this.ctx.ledger.experiment(id)!.state === 'running') await sleep(500);
-  }
-}
-
-/** The sandbox setting of ratchet.json on disk, or auto when it is missing or invalid (status says why). */
-function configuredSandbox(repo: string): 'auto' | 'required' | 'off' {
-  try {
-    return loadConfig(repo).sandbox;
-  } catch {
-    return 'auto';
   }
 }
 

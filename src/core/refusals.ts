@@ -1,11 +1,11 @@
 // Every refusal the loop can give, one named function each: what happened, and the one step that gets the caller unstuck.
 import { RatchetError } from './errors.js';
+import { formatNumber } from './format.js';
 import type { Finding } from './integrity.js';
 import type { SandboxReport } from './executor/executor.js';
 import type { ConstraintCheck, DecisionReport } from './views.js';
 
-const fmt = (n: number) => (Math.abs(n) >= 1000 ? n.toFixed(1) : Number(n.toPrecision(6)).toString());
-export { fmt as formatNumber };
+const fmt = formatNumber;
 
 // ---------------------------------------------------------------- session and repo
 

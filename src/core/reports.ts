@@ -13,6 +13,7 @@ import type { ExperimentRow, ExperimentState, SessionRow } from './ledger.js';
 import { readLogPage, type LogPage } from './log-reader.js';
 import { compileGrep } from './safe-regex.js';
 import * as refusals from './refusals.js';
+import { formatNumber } from './format.js';
 import { currentReport } from './repeats.js';
 import { readLogTail } from './runner/runner.js';
 import { minimumDetectableEffect, summarize } from './statistics.js';
@@ -118,7 +119,7 @@ function plateau(ctx: LoopContext, session: SessionRow, config: Config): Status[
   if (sinceKeep >= window) {
     message = `The last ${sinceKeep} experiments brought no kept improvement.`;
     if (mde !== null && effects.length && effects.every((x) => Math.abs(x) < mde)) {
-      message += ` Every change among them moved ${config.metric.name} by less than the session can detect (${refusals.formatNumber(mde)}): try bolder changes, or raise maxRepeats.`;
+      message += ` Every change among them moved ${config.metric.name} by less than the session can detect (${formatNumber(mde)}): try bolder changes, or raise maxRepeats.`;
     } else {
       message += ' Try a different direction, or stop here.';
     }
@@ -172,13 +173,17 @@ function crashTail(ctx: LoopContext, e: ExperimentRow): string[] {
   return existsSync(log) ? readLogTail(log, CRASH_TAIL_LINES).map((l: string) => (l.length > 500 ? `${l.slice(0, 500)}…` : l)) : [];
 }
 
-export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findings: Finding[]; readOnlyHolder: { pid: number } | null }): Status {
-  let configError: string | null = null;
+/** ratchet.json as it is on disk now (not the session's pinned copy), or why it cannot be read. */
+export function configOnDisk(repo: string): { config: Config | null; error: string | null } {
   try {
-    loadConfig(ctx.repo);
+    return { config: loadConfig(repo), error: null };
   } catch (err) {
-    configError = isRatchetError(err) ? err.message : String(err);
+    return { config: null, error: isRatchetError(err) ? err.message : String(err) };
   }
+}
+
+export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findings: Finding[]; readOnlyHolder: { pid: number } | null; configError: string | null }): Status {
+  const configError = extra.configError;
   const session = ctx.hasLedger ? ctx.ledger.activeSession() : undefined;
   const running = ctx.hasLedger ? ctx.ledger.unfinishedExperiments()[0] : undefined;
   const config = session ? ctx.configOf(session) : null;

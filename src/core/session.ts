@@ -3,11 +3,11 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CONFIG_FILE, loadConfig, type Config } from './config.js';
 import type { LoopContext } from './context.js';
-import type { Driver, GpuAssignment } from './driver.js';
+import type { Driver } from './driver.js';
 import type { SandboxReport } from './executor/executor.js';
 import { chooseGpus, listGpus, type Gpu } from './gpu.js';
 import { globMatcher } from './globs.js';
-import type { ExperimentRow, SessionRow } from './ledger.js';
+import type { ExperimentRow, GpuAssignment, SessionRow } from './ledger.js';
 import * as refusals from './refusals.js';
 import { commitCandidate, pinProtected, savePinnedContent, scanSurface, type Pin } from './surface.js';
 
@@ -40,8 +40,9 @@ export async function startSession(ctx: LoopContext, driver: Driver, input: { ta
 
   await ctx.git.excludeFromGit('/.ratchet/');
   const head = await ctx.git.head();
-  const pinsNow = await pinProtected(ctx.repo, config.protected);
-  const scan = await scanSurface({ repo: ctx.repo, git: ctx.git, baseCommit: head, editable: config.editable, protectedGlobs: config.protected, outputs: config.run.outputs, pins: pinsNow });
+  // Hashed once: nothing below writes a file on disk (the branch and the baseline commit are built from git objects).
+  const pins = await pinProtected(ctx.repo, config.protected);
+  const scan = await scanSurface({ repo: ctx.repo, git: ctx.git, baseCommit: head, editable: config.editable, protectedGlobs: config.protected, outputs: config.run.outputs, pins });
   // A pin taken now would bless an uncommitted protected file that the baseline commit lacks.
   const isProtected = globMatcher([CONFIG_FILE, ...config.protected]);
   const violations = [...scan.violations];
@@ -56,7 +57,6 @@ export async function startSession(ctx: LoopContext, driver: Driver, input: { ta
     best = (await commitCandidate({ git: ctx.git, parent: head, scan, message: `ratchet: baseline for ${tag} (edits present at session start)` })).commit;
   }
   await ctx.git.createBranch(branch, best);
-  const pins = await pinProtected(ctx.repo, config.protected);
   await savePinnedContent(ctx.repo, pins, join(ctx.stateDir, 'pins'));
   // The rules live in git objects; the ledger's copy is a cache that every decision checks against them.
   const pinnedCommit = await ctx.git.commitBlobs({

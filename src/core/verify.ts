@@ -1,12 +1,13 @@
 // ratchet verify: trust, but rerun. Re-measures kept commits from clean materializations and compares them with the ledger.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Config } from './config.js';
 import type { Executor } from './executor/executor.js';
 import type { Git } from './git.js';
-import { judge, readFigures } from './measure.js';
-import { readMetricText } from './metric.js';
+import { formatNumber } from './format.js';
+import { judge } from './measure.js';
+import { prepareStep, figuresIn } from './steps.js';
 import { criticalValue, pooledNoise, summarize } from './statistics.js';
 import { Workspaces } from './workspace.js';
 
@@ -72,49 +73,26 @@ export function compareSamples(recorded: number[], remeasured: number[], noiseSd
   return { ok, why: `recorded mean ${fmt(a.mean!)} (n=${recorded.length}), re-measured ${fmt(b.mean!)} (n=${remeasured.length}); difference ${fmt(diff)} ${ok ? 'within' : 'beyond'} the noise allowance ±${fmt(half)} (sd ${fmt(sd)})` };
 }
 
-/** One run (and evaluate) of a commit in fresh workspaces: the same path the loop takes, without a ledger. */
+/** One run (and evaluate) of a commit in fresh workspaces: the same steps the loop takes, without a ledger. */
 async function measureOnce(tools: VerifyTools, commit: string, config: Config): Promise<{ value: number } | { failure: string }> {
   const id = Number.parseInt(randomBytes(3).toString('hex'), 16);
   const dir = join(tools.scratchDir, String(id));
-  mkdirSync(dir, { recursive: true });
-  const workspaces = new Workspaces(join(dir, 'ws'), tools.git);
   const sandbox = await tools.executor.sandbox();
+  const place = { workspaces: new Workspaces(join(dir, 'ws'), tools.git), repo: tools.repo, dir, cacheDir: tools.cacheDir, hidden: tools.hidden, sandboxed: sandbox.kind !== 'none' };
   try {
     for (const phase of config.evaluate ? (['run', 'evaluate'] as const) : (['run'] as const)) {
-      const step = phase === 'run' ? config.run : config.evaluate!;
-      const workspace = await workspaces.create(id, phase, commit);
-      if (phase === 'evaluate') workspaces.copyOutputs(workspaces.pathOf(id, 'run'), workspace, config.run.outputs);
-      const running = await tools.executor.start({
-        token: `verify-${id}-${phase}-${randomBytes(4).toString('hex')}`,
-        command: step.command,
-        workspace,
-        env: { ...step.env, RATCHET_PHASE: phase, RATCHET_VERIFY: '1' },
-        budgetSeconds: step.budgetSeconds,
-        graceSeconds: step.graceSeconds,
-        logPath: join(dir, `${phase}.log`),
-        ...(phase === 'evaluate' ? { stdoutPath: join(dir, 'evaluate.stdout') } : {}),
-        resultPath: join(dir, `${phase}.result.json`),
-        maxLogBytes: Math.round(config.run.maxLogMegabytes * 1024 * 1024),
-        inputs: workspaces.inputs(tools.repo, workspace, config.run.inputs, sandbox.kind !== 'none'),
-        network: phase === 'run' ? config.run.network : false,
-        gpuDevices: [],
-        cacheDir: phase === 'run' ? tools.cacheDir : `${tools.cacheDir}-evaluate`,
-        hidden: tools.hidden,
-      });
-      const result = await running.done;
+      const token = `verify-${id}-${phase}-${randomBytes(4).toString('hex')}`;
+      const request = await prepareStep(place, { id, phase, commit, config, token, env: { RATCHET_VERIFY: '1' }, gpuDevices: [] });
+      const result = await (await tools.executor.start(request)).done;
       if (!result) return { failure: `the ${phase} supervisor died without a result` };
       const failure = judge(result, phase, config);
       if (failure) return { failure: failure.reason };
     }
-    const stdout = join(dir, 'evaluate.stdout');
-    const figures = readFigures(config, {
-      run: readMetricText(join(dir, 'run.log')),
-      evaluateStdout: config.evaluate ? (existsSync(stdout) ? readMetricText(stdout) : '') : null,
-    });
+    const figures = figuresIn(dir, config);
     return 'failure' in figures ? figures : { value: figures.metric };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-const fmt = (n: number) => Number(n.toPrecision(6)).toString();
+const fmt = formatNumber;

@@ -4,7 +4,6 @@ import { describe, it, expect } from 'vitest';
 import { join } from 'node:path';
 import { ResearchLoop } from '../../src/core/loop.js';
 import { LoopContext } from '../../src/core/context.js';
-import { LocalExecutor } from '../../src/core/executor/local.js';
 import { compareSamples } from '../../src/core/verify.js';
 import { verifySession } from '../../src/core/verify-session.js';
 import { silentLogger } from '../../src/log.js';
@@ -23,7 +22,7 @@ async function keptSession() {
   await loop.keep({ id: e.id });
   await loop.settle();
   loop.close();
-  const ctx = new LoopContext({ repo: repo.dir, logger: silentLogger() }, new LocalExecutor({ mode: 'auto' }));
+  const ctx = new LoopContext({ repo: repo.dir, logger: silentLogger() });
   loops.push({ settle: async () => {}, close: () => ctx.closeLedger() } as unknown as ResearchLoop);
   return { repo, ctx, kept: e };
 }

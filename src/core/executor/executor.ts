@@ -1,5 +1,5 @@
 // The Executor: where and how one step (a run or an evaluate) of an experiment executes. The loop sees only this.
-import type { RunResult } from '../runner/run-spec.js';
+import type { RunResult, RunSpec } from '../runner/run-spec.js';
 
 /** What is in force for isolation, said once per session by start_session and status. */
 export interface SandboxReport {
@@ -21,24 +21,10 @@ export interface StepInput {
   target: string;
 }
 
-export interface StepRequest {
-  /** Unique id of this step: exported as RATCHET_RUN_TOKEN, used to sweep it after a crash. */
-  token: string;
-  /** A string runs via /bin/sh -c; an array is argv. */
-  command: string | string[];
+/** A step: the supervised command's own fields (see RunSpec) plus where and how isolated it runs. */
+export interface StepRequest extends Pick<RunSpec, 'token' | 'command' | 'env' | 'budgetSeconds' | 'graceSeconds' | 'logPath' | 'stdoutPath' | 'resultPath' | 'maxLogBytes'> {
   /** The step's workspace: a fresh materialization of the commit it measures; its only writable place besides /tmp. */
   workspace: string;
-  /** Extra environment (the config's env, GPU variables, RATCHET_*); merged over a sanitized base. */
-  env: Record<string, string>;
-  budgetSeconds: number;
-  graceSeconds: number;
-  /** Outside the workspace and outside the sandbox: stdout and stderr of the step are appended here by the supervisor. */
-  logPath: string;
-  /** When set, stdout alone is also written here (the trusted metric channel of evaluate). */
-  stdoutPath?: string;
-  /** Outside the workspace and the sandbox: where the supervisor records the result. */
-  resultPath: string;
-  maxLogBytes: number;
   inputs: StepInput[];
   /** Network access for the step (evaluate never has it). */
   network: boolean;
