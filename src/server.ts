@@ -70,6 +70,7 @@ export function createServer(opts: Omit<LoopOptions, 'logger'> & { logger: Logge
     },
     async close() {
       await server.close();
+      await loop.flush();
       loop.close();
     },
   };

@@ -26,6 +26,7 @@ export async function runVerify(repo: string, opts: { tag?: string; runs: number
     return result.ok ? 0 : 1;
   } finally {
     ctx.closeLedger();
+    ctx.git.close();
   }
 }
 
@@ -45,5 +46,6 @@ export async function runIntegrity(repo: string, opts: { accept: boolean; json: 
     return findings.length ? 1 : 0;
   } finally {
     ctx.closeLedger();
+    ctx.git.close();
   }
 }

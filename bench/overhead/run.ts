@@ -88,8 +88,11 @@ async function main(): Promise<void> {
   console.log(`  bare shell loop : median ${median(bare).toFixed(1)} ms, p95 ${p95(bare).toFixed(1)} ms`);
   console.log(`  ratchet over MCP: median ${median(ratchet).toFixed(1)} ms, p95 ${p95(ratchet).toFixed(1)} ms`);
   console.log(`  overhead        : ${overhead.toFixed(1)} ms per run (target ≤ 150 ms), ratio ${(median(ratchet) / median(bare)).toFixed(1)}×`);
-  const { benchLargeLedger } = await import('./large-ledger.js');
-  await benchLargeLedger(Number(process.env.BENCH_LEDGER_SIZE ?? 100_000));
+  const size = Number(process.env.BENCH_LEDGER_SIZE ?? 100_000);
+  if (size > 0) {
+    const { benchLargeLedger } = await import('./large-ledger.js');
+    await benchLargeLedger(size);
+  }
 }
 
 await main();

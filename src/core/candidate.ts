@@ -40,7 +40,8 @@ export async function createCandidate(ctx: LoopContext, session: SessionRow, con
     ctx.ledger.finish(e.id, 'refused', `the commit changes files outside the edit surface: ${outside.join(', ')}`);
     throw refusals.commitOutsideSurface(e.id, outside);
   }
-  return ctx.ledger.setCommit(e.id, commit, await ctx.git.diffStats(session.bestCommit, commit));
+  // The diff's size is recorded by the caller while the run starts: nothing needs it before then.
+  return ctx.ledger.setCommit(e.id, commit, null);
 }
 
 /** Paths a commit changes relative to the best that the surface does not allow (both sides of a rename). */

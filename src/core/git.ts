@@ -1,10 +1,11 @@
 // Git plumbing for the loop, hardened against the repo it runs in: no hooks, filters, fsmonitor or attribute drivers ever run.
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, readlink, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, mkdir, readdir, readFile, readlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { RatchetError } from './errors.js';
-import { gitFailure, quotePath, runGit, type GitOptions, type TreeEntry } from './git/run.js';
+import { encodeTree, ObjectStore } from './git/objects.js';
+import { RefWriter } from './git/refs.js';
+import { gitFailure, runGit, type GitOptions, type TreeEntry } from './git/run.js';
 import { writeBlobs } from './git/write-files.js';
 import { isInternal } from './walk.js';
 
@@ -14,9 +15,28 @@ export { isInternal } from './walk.js';
 const FALLBACK_IDENTITY = { name: 'ratchet', email: 'ratchet@localhost' };
 
 export class Git {
-  private identity: Promise<Record<string, string>> | null = null;
+  private identity: Promise<{ name: string; email: string; committerName: string; committerEmail: string }> | null = null;
+  private usable = false;
+  private markers: Promise<[string, string][]> | null = null;
+  readonly objects: ObjectStore;
+  private readonly refs: RefWriter;
+  private readonly branchMoves: RefWriter;
+  /** An index sync after a branch move, finished before anything reads the index again. */
+  private indexSync: Promise<void> = Promise.resolve();
+  private lastIndexSync: Promise<void> = Promise.resolve();
 
-  constructor(readonly repo: string) {}
+  constructor(readonly repo: string) {
+    this.objects = new ObjectStore(repo);
+    this.refs = new RefWriter(repo);
+    this.branchMoves = new RefWriter(repo, 'ratchet: keep');
+  }
+
+  /** Ends the long-lived object reader and ref writer; a later call starts new ones. */
+  close(): void {
+    this.objects.close();
+    this.refs.close();
+    this.branchMoves.close();
+  }
 
   /** stdout as text without the final newline; throws on failure. */
   private async text(args: string[], opts?: GitOptions): Promise<string> {
@@ -31,7 +51,7 @@ export class Git {
 
   /** Refuses anything that is not a git work tree with at least one commit and no operation half done. */
   async assertUsable(): Promise<void> {
-    const markers: [string, string][] = [
+    const ops: [string, string][] = [
       ['MERGE_HEAD', 'merge'],
       ['rebase-merge', 'rebase'],
       ['rebase-apply', 'rebase'],
@@ -39,20 +59,26 @@ export class Git {
       ['REVERT_HEAD', 'revert'],
       ['BISECT_LOG', 'bisect'],
     ];
-    const probe = await runGit(this.repo, ['rev-parse', '--is-inside-work-tree', ...markers.flatMap(([name]) => ['--git-path', name])], { allowFail: true });
-    const lines = probe.stdout.toString('utf8').split('\n');
-    if (probe.code !== 0 || lines[0] !== 'true') {
-      throw new RatchetError('git_state', `${this.repo} is not a git work tree.`, 'Run `git init && git add -A && git commit -m init` there, or point ratchet at your repo with --repo.');
-    }
+    // Whether this is a work tree, and where each marker lives, do not change: asked of git once.
+    this.markers ??= (async () => {
+      const probe = await runGit(this.repo, ['rev-parse', '--is-inside-work-tree', ...ops.flatMap(([name]) => ['--git-path', name])], { allowFail: true });
+      const lines = probe.stdout.toString('utf8').split('\n');
+      if (probe.code !== 0 || lines[0] !== 'true') {
+        throw new RatchetError('git_state', `${this.repo} is not a git work tree.`, 'Run `git init && git add -A && git commit -m init` there, or point ratchet at your repo with --repo.');
+      }
+      return ops.map(([, op], i) => [lines[i + 1]!, op] as [string, string]);
+    })();
+    this.markers.catch(() => (this.markers = null));
+    const markers = await this.markers;
     if (!(await this.resolve('HEAD'))) {
       throw new RatchetError('git_state', 'The repo has no commit yet.', 'Commit your starting code (`git add -A && git commit -m baseline`), then start the session.');
     }
-    for (const [i, [, op]] of markers.entries()) {
-      const p = lines[i + 1]!;
+    for (const [p, op] of markers) {
       if (existsSync(isAbsolute(p) ? p : join(this.repo, p))) {
         throw new RatchetError('git_state', `A git ${op} is in progress.`, `Finish or abort the ${op} (e.g. \`git ${op} --abort\`), then call the tool again.`);
       }
     }
+    this.usable = true;
   }
 
   async gitPath(name: string): Promise<string> {
@@ -69,35 +95,34 @@ export class Git {
     appendFileSync(file, `${current && !current.endsWith('\n') ? '\n' : ''}${entry}\n`);
   }
 
-  head(): Promise<string> {
-    return this.text(['rev-parse', '--verify', 'HEAD^{commit}']);
+  async head(): Promise<string> {
+    const sha = await this.resolve('HEAD');
+    if (!sha) throw new RatchetError('git_state', `HEAD of ${this.repo} is not a commit.`, 'Commit your starting code (`git add -A && git commit -m baseline`), then call the tool again.');
+    return sha;
   }
 
+  /** The branch HEAD points at, read from HEAD itself; null when detached. */
   async currentBranch(): Promise<string | null> {
-    return (await this.textOrEmpty(['symbolic-ref', '-q', '--short', 'HEAD'])) || null;
+    const { headFile } = await this.objects.where();
+    const text = await readFile(headFile, 'utf8').catch(() => '');
+    const m = /^ref: refs\/heads\/(.+)\n?$/.exec(text);
+    return m ? m[1]! : null;
   }
 
   async refExists(ref: string): Promise<boolean> {
-    return (await this.textOrEmpty(['rev-parse', '--verify', '-q', '--end-of-options', ref])) !== '';
+    return !ref.startsWith('-') && (await this.objects.info(ref)) !== null;
   }
 
   async resolve(ref: string): Promise<string | null> {
-    return (await this.textOrEmpty(['rev-parse', '--verify', '-q', '--end-of-options', `${ref}^{commit}`])) || null;
+    if (ref.startsWith('-')) return null;
+    const info = await this.objects.info(`${ref}^{commit}`);
+    return info?.oid ?? null;
   }
 
-  /** Object ids of many refs in one process; null for each that does not exist. Tags are not peeled. */
+  /** Object ids of many refs; null for each that does not exist. Tags are not peeled. */
   async resolveRefs(refs: string[]): Promise<Map<string, string | null>> {
     const result = new Map<string, string | null>();
-    // A name with a newline cannot be a ref and would desynchronise the batch.
-    const asked = refs.filter((r) => !r.includes('\n') && r.length > 0);
-    for (const r of refs) result.set(r, null);
-    if (!asked.length) return result;
-    const out = await this.text(['cat-file', '--batch-check=%(objectname)'], { input: asked.map((r) => `${r}\n`).join('') });
-    const lines = out.split('\n');
-    asked.forEach((ref, i) => {
-      const line = lines[i] ?? '';
-      result.set(ref, /^[0-9a-f]{40,64}$/.test(line) ? line : null);
-    });
+    for (const r of refs) result.set(r, r && !r.startsWith('-') ? ((await this.objects.info(r))?.oid ?? null) : null);
     return result;
   }
 
@@ -137,15 +162,15 @@ export class Git {
     return chain;
   }
 
-  /** Author and committer from the user's config, or ratchet's own when none is set. */
-  private identityEnv(): Promise<Record<string, string>> {
+  /** Author and committer as git would take them: GIT_* variables, then the user's config, then ratchet's own. */
+  private identityOf(): Promise<{ name: string; email: string; committerName: string; committerEmail: string }> {
     this.identity ??= (async () => {
-      const out = await this.textOrEmpty(['config', '-z', '--get-regexp', '^user\\.(name|email)$']);
-      const set = new Set(out.split('\0').map((kv) => kv.split('\n')[0]));
-      const env: Record<string, string> = {};
-      if (!set.has('user.email') && !process.env.GIT_AUTHOR_EMAIL) Object.assign(env, { GIT_AUTHOR_EMAIL: FALLBACK_IDENTITY.email, GIT_COMMITTER_EMAIL: FALLBACK_IDENTITY.email });
-      if (!set.has('user.name') && !process.env.GIT_AUTHOR_NAME) Object.assign(env, { GIT_AUTHOR_NAME: FALLBACK_IDENTITY.name, GIT_COMMITTER_NAME: FALLBACK_IDENTITY.name });
-      return env;
+      const out = (await runGit(this.repo, ['config', '-z', '--get-regexp', '^user\\.(name|email)$'], { allowFail: true })).stdout.toString('utf8');
+      const config = new Map(out.split('\0').filter(Boolean).map((kv) => [kv.split('\n')[0]!, kv.split('\n').slice(1).join('\n')]));
+      const env = process.env;
+      const name = env.GIT_AUTHOR_NAME || config.get('user.name') || FALLBACK_IDENTITY.name;
+      const email = env.GIT_AUTHOR_EMAIL || config.get('user.email') || FALLBACK_IDENTITY.email;
+      return { name, email, committerName: env.GIT_COMMITTER_NAME || config.get('user.name') || FALLBACK_IDENTITY.name, committerEmail: env.GIT_COMMITTER_EMAIL || config.get('user.email') || FALLBACK_IDENTITY.email };
     })();
     return this.identity;
   }
@@ -161,60 +186,75 @@ export class Git {
    */
   async hashFiles(paths: string[], opts: { write?: boolean } = {}): Promise<Map<string, TreeEntry>> {
     const result = new Map<string, TreeEntry>();
-    if (!paths.length) return result;
-    const scratch = await mkdtemp(join(tmpdir(), 'ratchet-hash-'));
-    try {
-      const asked: { path: string; source: string; mode: string }[] = [];
-      let links = 0;
-      for (const path of paths) {
-        const abs = isAbsolute(path) ? path : join(this.repo, path);
-        const st = await lstat(abs).catch(() => null);
-        if (!st) continue;
-        if (st.isSymbolicLink()) {
-          // hash-object follows links; the blob of a symlink is its target string.
-          const source = join(scratch, `link-${links++}`);
-          await writeFile(source, await readlink(abs, { encoding: 'buffer' }));
-          asked.push({ path, source, mode: '120000' });
-        } else if (st.isFile()) {
-          asked.push({ path, source: abs, mode: st.mode & 0o111 ? '100755' : '100644' });
-        }
-      }
-      if (!asked.length) return result;
-      const input = asked.map((a) => `${quotePath(a.source)}\n`).join('');
-      const out = await this.text(['hash-object', ...(opts.write === false ? [] : ['-w']), '--no-filters', '--stdin-paths'], { input });
-      const oids = out.split('\n');
-      asked.forEach((a, i) => result.set(a.path, { mode: a.mode, oid: oids[i]! }));
-      return result;
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
+    for (const path of paths) {
+      const abs = isAbsolute(path) ? path : join(this.repo, path);
+      const st = await lstat(abs).catch(() => null);
+      if (!st || !(st.isSymbolicLink() || st.isFile())) continue;
+      const content = st.isSymbolicLink() ? await readlink(abs, { encoding: 'buffer' }) : await readFile(abs).catch(() => null);
+      if (content === null) continue;
+      const oid = await this.objects.write('blob', content, { store: opts.write !== false });
+      result.set(path, { mode: st.isSymbolicLink() ? '120000' : st.mode & 0o111 ? '100755' : '100644', oid });
     }
+    return result;
   }
 
   /**
    * A tree made from `base` (a commit or tree; none: empty) with `set` entries added or replaced and
-   * `removed` paths deleted, built in a throwaway index so the real one is never touched.
+   * `removed` paths deleted. Only the trees on changed paths are read and written again.
    */
   async buildTree(base: string | null, set: Map<string, TreeEntry>, removed: string[] = []): Promise<string> {
-    const scratch = await mkdtemp(join(tmpdir(), 'ratchet-index-'));
-    try {
-      const env = { GIT_INDEX_FILE: join(scratch, 'index') };
-      if (base) await runGit(this.repo, ['read-tree', base], { env });
-      const lines: string[] = [];
-      // Mode 0 removes a path; removals go first so a file can replace a removed directory's contents.
-      for (const path of removed) if (!set.has(path)) lines.push(`0 ${'0'.repeat(40)}\t${path}\0`);
-      for (const [path, e] of set) lines.push(`${e.mode} ${e.oid}\t${path}\0`);
-      if (lines.length) await runGit(this.repo, ['update-index', '-z', '--index-info'], { env, input: lines.join('') });
-      return await this.text(['write-tree'], { env });
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
-    }
+    const baseTree = base ? (await this.objects.info(`${base}^{tree}`))?.oid : null;
+    if (base && !baseTree) throw new RatchetError('git_state', `${base} is not a commit or tree.`, 'Check the commit, then call the tool again.');
+    // Changes grouped by directory; removals first, so a file can replace a removed directory's contents.
+    interface Edit { entries: Map<string, TreeEntry | null>; dirs: Map<string, Edit> }
+    const root: Edit = { entries: new Map(), dirs: new Map() };
+    const at = (path: string): [Edit, string] => {
+      const parts = path.split('/');
+      let node = root;
+      for (const part of parts.slice(0, -1)) {
+        let next = node.dirs.get(part);
+        if (!next) node.dirs.set(part, (next = { entries: new Map(), dirs: new Map() }));
+        node = next;
+      }
+      return [node, parts[parts.length - 1]!];
+    };
+    for (const path of removed) if (!set.has(path)) { const [node, name] = at(path); node.entries.set(name, null); }
+    for (const [path, e] of set) { const [node, name] = at(path); node.entries.set(name, e); }
+    const write = async (oid: string | null, edit: Edit, isRoot: boolean): Promise<string | null> => {
+      const entries = oid ? await this.objects.readTree(oid) : new Map<string, TreeEntry>();
+      for (const [name, e] of edit.entries) {
+        if (e) entries.set(name, e);
+        else entries.delete(name);
+      }
+      for (const [name, sub] of edit.dirs) {
+        const existing = entries.get(name);
+        const child = await write(existing?.mode === '040000' ? existing.oid : null, sub, false);
+        if (child) entries.set(name, { mode: '040000', oid: child });
+        else entries.delete(name);
+      }
+      // An emptied directory disappears, as in git's index.
+      if (!entries.size && !isRoot) return null;
+      return this.objects.write('tree', encodeTree([...entries]));
+    };
+    return (await write(baseTree ?? null, root, true))!;
   }
 
   async commitTree(tree: string, parents: string[], message: string): Promise<string> {
-    return this.text(['commit-tree', '--no-gpg-sign', tree, ...parents.flatMap((p) => ['-p', p]), '-F', '-'], {
-      env: await this.identityEnv(),
-      input: message.endsWith('\n') ? message : `${message}\n`,
-    });
+    const id = await this.identityOf();
+    const now = new Date();
+    const offset = -now.getTimezoneOffset();
+    const tz = `${offset >= 0 ? '+' : '-'}${String(Math.floor(Math.abs(offset) / 60)).padStart(2, '0')}${String(Math.abs(offset) % 60).padStart(2, '0')}`;
+    const when = `${Math.floor(now.getTime() / 1000)} ${tz}`;
+    const clean = (s: string) => s.replace(/[<>\n]/g, '');
+    const lines = [
+      `tree ${tree}`,
+      ...parents.map((p) => `parent ${p}`),
+      `author ${clean(id.name)} <${clean(id.email)}> ${when}`,
+      `committer ${clean(id.committerName)} <${clean(id.committerEmail)}> ${when}`,
+      '',
+      message.endsWith('\n') ? message : `${message}\n`,
+    ];
+    return this.objects.write('commit', Buffer.from(lines.join('\n'), 'utf8'));
   }
 
   /** A commit on `parent` whose tree is the parent's with `files` read from disk and `removed` deleted. */
@@ -230,23 +270,12 @@ export class Git {
 
   /** A commit whose tree holds exactly `files` (path → content); `parent` only links it into a history. */
   async commitBlobs(opts: { files: Record<string, string | Buffer>; message: string; parent?: string }): Promise<string> {
-    const scratch = await mkdtemp(join(tmpdir(), 'ratchet-blobs-'));
-    try {
-      const paths = Object.keys(opts.files);
-      const sources = await Promise.all(
-        paths.map(async (path, i) => {
-          const source = join(scratch, String(i));
-          await writeFile(source, opts.files[path]!);
-          return source;
-        }),
-      );
-      const hashed = await this.hashFiles(sources);
-      const entries = new Map(paths.map((path, i) => [path, { mode: '100644', oid: hashed.get(sources[i]!)!.oid }]));
-      const tree = await this.buildTree(null, entries);
-      return await this.commitTree(tree, opts.parent ? [opts.parent] : [], opts.message);
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
+    const entries = new Map<string, TreeEntry>();
+    for (const [path, content] of Object.entries(opts.files)) {
+      entries.set(path, { mode: '100644', oid: await this.objects.write('blob', Buffer.isBuffer(content) ? content : Buffer.from(content, 'utf8')) });
     }
+    const tree = await this.buildTree(null, entries);
+    return this.commitTree(tree, opts.parent ? [opts.parent] : [], opts.message);
   }
 
   /**
@@ -255,11 +284,7 @@ export class Git {
    * is built from the surface scan instead (commitCandidate), which does not trust ignore files.
    */
   async snapshot(parent: string, message: string, _scratchDir?: string): Promise<{ commit: string; tree: string }> {
-    const [tracked, indexed, others] = await Promise.all([
-      this.lsTree(parent),
-      this.lsFiles(['--cached']),
-      this.lsFiles(['--others', '--exclude-standard']),
-    ]);
+    const [tracked, { indexed, others }] = await Promise.all([this.lsTree(parent), this.indexAndOthers()]);
     const paths = [...new Set([...tracked.keys(), ...indexed, ...others])].filter((p) => !p.endsWith('/') && !isInternal(p));
     const onDisk = await this.hashFiles(paths);
     // Gitlinks (submodules) stay as the parent has them: their content is not in this repository.
@@ -273,27 +298,35 @@ export class Git {
   // Reading
   // ------------------------------------------------------------------------------------------
 
-  treeOf(commit: string): Promise<string> {
-    return this.text(['rev-parse', '--verify', '--end-of-options', `${commit}^{tree}`]);
+  async treeOf(commit: string): Promise<string> {
+    const info = await this.objects.info(`${commit}^{tree}`);
+    if (!info) throw new RatchetError('git_state', `${commit} is not a commit.`, 'Check the commit, then call the tool again.');
+    return info.oid;
   }
 
-  /** Every entry of a commit's tree, recursively: path → mode and object id. */
+  /** Every entry of a commit's tree, recursively (trees themselves left out): path → mode and object id. */
   async lsTree(rev: string): Promise<Map<string, TreeEntry>> {
-    const out = await this.text(['ls-tree', '-r', '-z', '--full-tree', '--end-of-options', rev]);
+    const root = rev.startsWith('-') ? null : await this.objects.info(`${rev}^{tree}`);
+    if (!root) throw new RatchetError('git_state', `${rev} is not a commit or tree.`, 'Check the commit, then call the tool again.');
     const entries = new Map<string, TreeEntry>();
-    for (const record of out.split('\0')) {
-      if (!record) continue;
-      const tab = record.indexOf('\t');
-      const [mode, , oid] = record.slice(0, tab).split(' ');
-      entries.set(record.slice(tab + 1), { mode: mode!, oid: oid! });
-    }
+    const visit = async (oid: string, prefix: string): Promise<void> => {
+      for (const [name, e] of await this.objects.readTree(oid)) {
+        if (e.mode === '040000') await visit(e.oid, `${prefix}${name}/`);
+        else entries.set(`${prefix}${name}`, e);
+      }
+    };
+    await visit(root.oid, '');
     return entries;
   }
 
   /** The content of `path` at `rev`, or null when either does not exist or it is not a file. */
   async readBlob(rev: string, path: string): Promise<Buffer | null> {
-    const r = await runGit(this.repo, ['cat-file', 'blob', `${rev}:${path}`], { allowFail: true });
-    return r.code === 0 ? r.stdout : null;
+    if (rev.startsWith('-')) return null;
+    const spec = `${rev}:${path}`;
+    // A path with a newline cannot be asked by name; look it up in the tree instead.
+    const oid = spec.includes('\n') ? (await this.lsTree(rev).catch(() => null))?.get(path)?.oid : spec;
+    const obj = oid ? await this.objects.contents(oid) : null;
+    return obj && obj.info.type === 'blob' ? obj.data : null;
   }
 
   async diffStats(from: string, to: string): Promise<{ files: number; insertions: number; deletions: number }> {
@@ -309,21 +342,24 @@ export class Git {
     return { files, insertions, deletions };
   }
 
-  /** Paths that differ between two commits, renames paired (from → path). */
+  /** Paths that differ between two commits; a rename (same content under a new path) is paired, from → path. */
   async changedBetween(from: string, to: string): Promise<{ path: string; from?: string }[]> {
-    const fields = (await this.text(['diff-tree', '-r', '--name-status', '-z', '-M', '--no-ext-diff', '--no-textconv', from, to])).split('\0');
+    const [a, b] = await Promise.all([this.lsTree(from), this.lsTree(to)]);
+    const gone = [...a].filter(([p, e]) => b.get(p)?.oid !== e.oid || b.get(p)?.mode !== e.mode).map(([p]) => p);
+    const added = [...b].filter(([p, e]) => a.get(p)?.oid !== e.oid || a.get(p)?.mode !== e.mode).map(([p]) => p);
     const out: { path: string; from?: string }[] = [];
-    for (let i = 0; i < fields.length; ) {
-      const status = fields[i++];
-      if (!status) continue;
-      if (status.startsWith('R') || status.startsWith('C')) {
-        const source = fields[i++]!;
-        out.push({ path: fields[i++]!, from: status.startsWith('R') ? source : undefined });
-      } else {
-        out.push({ path: fields[i++]! });
+    const renamedFrom = new Set<string>();
+    for (const path of added) {
+      if (a.has(path)) {
+        out.push({ path });
+        continue;
       }
+      const source = gone.find((p) => !b.has(p) && !renamedFrom.has(p) && a.get(p)!.oid === b.get(path)!.oid);
+      if (source) renamedFrom.add(source);
+      out.push(source ? { path, from: source } : { path });
     }
-    return out;
+    for (const path of gone) if (!b.has(path) && !renamedFrom.has(path)) out.push({ path });
+    return out.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
   }
 
   /** Tracked and untracked-not-ignored files. */
@@ -331,14 +367,49 @@ export class Git {
     return this.lsFiles(['--cached', '--others', '--exclude-standard']);
   }
 
+  /** The index's paths and the untracked files git does not ignore, in one `ls-files` (tagged by -t). */
+  async indexAndOthers(): Promise<{ indexed: string[]; others: string[] }> {
+    const indexed = new Set<string>();
+    const others = new Set<string>();
+    await this.indexSync;
+    for (const record of (await this.text(['ls-files', '-z', '-t', '--cached', '--others', '--exclude-standard'])).split('\0')) {
+      if (record.length < 3) continue;
+      (record[0] === '?' ? others : indexed).add(record.slice(2));
+    }
+    return { indexed: [...indexed], others: [...others] };
+  }
+
   /** `git ls-files -z` with the given selection; reads the index and the directories, hashes nothing. */
   async lsFiles(selection: string[]): Promise<string[]> {
+    await this.indexSync;
     return [...new Set((await this.text(['ls-files', '-z', ...selection])).split('\0').filter(Boolean))];
   }
 
+  /**
+   * Ref names under `prefix` (ending in "/"). With git's files ref store they are read straight from
+   * refs/ and packed-refs, as git itself reads them, instead of starting a process on every call.
+   */
   async listRefs(prefix: string): Promise<string[]> {
-    const out = await this.text(['for-each-ref', '--format=%(refname)', prefix]);
-    return out.split('\n').filter(Boolean);
+    const { commonDir } = await this.objects.where();
+    if (!prefix.endsWith('/') || existsSync(join(commonDir, 'reftable'))) {
+      const out = await this.text(['for-each-ref', '--format=%(refname)', prefix]);
+      return out.split('\n').filter(Boolean);
+    }
+    const names = new Set<string>();
+    const packed = await readFile(join(commonDir, 'packed-refs'), 'utf8').catch(() => '');
+    for (const line of packed.split('\n')) {
+      const m = /^[0-9a-f]{40,64} (.+)$/.exec(line);
+      if (m && m[1]!.startsWith(prefix)) names.add(m[1]!);
+    }
+    const visit = async (dir: string, name: string): Promise<void> => {
+      for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        if (entry.isDirectory()) await visit(join(dir, entry.name), `${name}${entry.name}/`);
+        // A loose ref file that holds no object id is a lock or a half-written file, not a ref.
+        else if (entry.isFile() && !entry.name.endsWith('.lock') && /^[0-9a-f]{40,64}\s*$/.test(await readFile(join(dir, entry.name), 'utf8').catch(() => ''))) names.add(`${name}${entry.name}`);
+      }
+    };
+    await visit(join(commonDir, prefix), prefix);
+    return [...names].sort();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -347,8 +418,7 @@ export class Git {
 
   /** Points `ref` at `commit`; with `expected`, only if it still points there (null: only if it does not exist). */
   async setRef(ref: string, commit: string, expected?: string | null): Promise<void> {
-    const old = expected === undefined ? [] : [expected ?? ''];
-    await runGit(this.repo, ['update-ref', ref, commit, ...old]);
+    await this.refs.update(ref, commit, expected);
   }
 
   /**
@@ -356,8 +426,11 @@ export class Git {
    * someone else is never overwritten), then points the index at HEAD; the working tree is not touched.
    */
   async advanceBranch(branch: string, commit: string, expected: string): Promise<void> {
-    await runGit(this.repo, ['update-ref', '-m', 'ratchet: keep', `refs/heads/${branch}`, commit, expected]);
-    await this.syncIndex('HEAD');
+    await this.branchMoves.update(`refs/heads/${branch}`, commit, expected);
+    // The index follows in the background; readers of it wait (see settled), so the caller can overlap other work.
+    const sync = this.indexSync.then(() => this.readTree(commit));
+    this.lastIndexSync = sync;
+    this.indexSync = sync.catch(() => undefined);
   }
 
   /**
@@ -366,7 +439,17 @@ export class Git {
    * user's next `git status` re-reads every file once.
    */
   async syncIndex(rev: string): Promise<void> {
+    await this.indexSync;
+    await this.readTree(rev);
+  }
+
+  private async readTree(rev: string): Promise<void> {
     await runGit(this.repo, ['read-tree', rev]);
+  }
+
+  /** Resolves once every index write this object started is done; rejects if the latest one failed. */
+  settled(): Promise<void> {
+    return this.lastIndexSync;
   }
 
   /**
@@ -374,7 +457,7 @@ export class Git {
    * `replace`, whatever stands at a path (file, link, directory) is replaced.
    */
   writeFiles(root: string, entries: [string, TreeEntry][], opts: { replace: boolean }): Promise<void> {
-    return writeBlobs(this.repo, root, entries, opts);
+    return writeBlobs(this.objects, root, entries, opts);
   }
 
   /**
@@ -397,7 +480,7 @@ export class Git {
         { gitlinks },
       );
     }
-    await writeBlobs(this.repo, dir, entries, { replace: false });
+    await writeBlobs(this.objects, dir, entries, { replace: false });
   }
 
   /** A bundle of `refs` at `file`, so they can be restored after a `git gc` or a deleted ref. */

@@ -11,6 +11,8 @@ export interface Finding {
 
 const FINDINGS_FILE = 'integrity.json';
 export const CHAIN_REF = 'refs/ratchet/ledger-head';
+/** Decisions closer together than this share one evidence bundle. */
+const BUNDLE_DELAY_MS = 2_000;
 
 /**
  * Detects changes to ratchet's evidence made outside ratchet: a deleted or replaced ledger file, rows
@@ -23,6 +25,8 @@ export class Integrity {
   /** The chain head this server last mirrored, and the ref's commit that holds it: an unchanged ref needs no re-read. */
   private sealed: { seq: number; hash: string } | null = null;
   private sealedRefSha: string | null = null;
+  private bundling: Promise<void> = Promise.resolve();
+  private bundleTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly ctx: LoopContext) {
     this.findings = readFindings(this.file);
@@ -70,9 +74,32 @@ export class Integrity {
     await ctx.git.setRef(CHAIN_REF, commit);
     this.sealed = head;
     this.sealedRefSha = commit;
-    await ctx.git.bundle(join(ctx.stateDir, `evidence-${session.tag}.bundle`), [`--glob=refs/ratchet/${session.tag}/*`, `refs/heads/${session.branch}`, CHAIN_REF]).catch((err: unknown) => {
-      ctx.log.warn({ err }, 'could not refresh the evidence bundle');
-    });
+    // The bundle is a backup for restores after a gc, not part of the decision: it is written after the
+    // call returns, once decisions pause for a moment (a burst of quick decisions makes one bundle).
+    if (this.bundleTimer) clearTimeout(this.bundleTimer);
+    this.bundleTimer = setTimeout(() => this.writeBundle(session), BUNDLE_DELAY_MS);
+    this.bundleTimer.unref();
+  }
+
+  private writeBundle(session: SessionRow): Promise<void> {
+    const { ctx } = this;
+    this.bundleTimer = null;
+    this.bundling = this.bundling.then(() =>
+      ctx.git.bundle(join(ctx.stateDir, `evidence-${session.tag}.bundle`), [`--glob=refs/ratchet/${session.tag}/*`, `refs/heads/${session.branch}`, CHAIN_REF]).catch((err: unknown) => {
+        ctx.log.warn({ err }, 'could not refresh the evidence bundle');
+      }),
+    );
+    return this.bundling;
+  }
+
+  /** Writes a bundle still waiting for its moment, and resolves once the latest one is written. */
+  settled(): Promise<void> {
+    if (this.bundleTimer) {
+      clearTimeout(this.bundleTimer);
+      const session = this.ctx.hasLedger ? this.ctx.ledger.activeSession() : undefined;
+      if (session) return this.writeBundle(session);
+    }
+    return this.bundling;
   }
 
   /** The user looked at the findings and accepts the evidence as it stands: the chain is resealed and the findings cleared. */

@@ -80,7 +80,11 @@ export class ResearchLoop {
       if (pending) throw refusals.awaitingDecision(pending.id);
       await this.onBranch();
       const candidate = await createCandidate(this.ctx, session, config, input);
-      return reports.experimentView(this.ctx, await this.driver.launch(candidate, config, 'run', await allocateGpus(this.ctx, config)));
+      // Counted alongside the step's start, which takes longer, and awaited so the view is complete.
+      const diffStats = this.ctx.git.diffStats(session.bestCommit, candidate.commit!).then((stats) => this.ctx.ledger.recordDiffStats(candidate.id, stats));
+      const launched = await this.driver.launch(candidate, config, 'run', await allocateGpus(this.ctx, config));
+      await diffStats.catch((err: unknown) => this.ctx.log.warn({ err, id: candidate.id }, 'could not count the diff'));
+      return reports.experimentView(this.ctx, this.ctx.ledger.experiment(launched.id)!);
     }, { evidenceRefs: true });
   }
 
@@ -128,7 +132,8 @@ export class ResearchLoop {
         await keep(this.ctx, session, this.ctx.configOf(session), e, input);
       }
       const updated = this.ctx.ledger.session(session.id)!;
-      await this.integrity.seal(updated);
+      // The index sync that follows the branch move runs alongside the seal; both are done when keep returns.
+      await Promise.all([this.integrity.seal(updated), this.ctx.git.settled()]);
       return { experiment: reports.experimentView(this.ctx, this.ctx.ledger.experiment(e.id)!), session: reports.sessionView(this.ctx, updated) };
     }, { evidenceRefs: true });
   }
@@ -231,10 +236,18 @@ export class ResearchLoop {
     this.ctx.closed = true;
     if (!this.heldBy) releaseServerLock(this.repo);
     this.ctx.closeLedger();
+    this.ctx.git.close();
   }
 
   async settle(): Promise<void> {
     await Promise.allSettled([...this.ctx.drivers.values()]);
+    await this.flush();
+  }
+
+  /** Finishes the background writes of decisions already made: the index sync and the evidence bundle. */
+  async flush(): Promise<void> {
+    await this.ctx.git.settled().catch(() => undefined);
+    await this.integrity.settled();
   }
 
   // ---------------------------------------------------------------- guards

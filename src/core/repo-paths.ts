@@ -16,25 +16,36 @@ export function parentOf(path: string): string {
   return dir === '.' ? '' : dir;
 }
 
+/** A directory's place in its repository does not change: git is asked once per directory. */
+const prefixes = new Map<string, Promise<string>>();
+
+function prefixOf(repo: string): Promise<string> {
+  let known = prefixes.get(repo);
+  if (!known) {
+    known = runGit(repo, ['rev-parse', '--show-prefix'], { allowFail: true }).then((r) => {
+      if (r.code !== 0) {
+        prefixes.delete(repo);
+        if (/not a git repository/i.test(r.stderr)) throw new RatchetError('git_state', `${repo} is not a git work tree.`, 'Point ratchet at your repository root.');
+        throw new RatchetError('git_state', `git rev-parse failed in ${repo}: ${r.stderr.trim()}`, 'Check that the repo is a healthy git work tree (`git status` there), then call the tool again.');
+      }
+      return r.stdout.toString('utf8').trim();
+    });
+    prefixes.set(repo, known);
+  }
+  return known;
+}
+
 /** Paths from git are relative to the top level; checking from a subdirectory would miss changes elsewhere. */
 export async function assertTopLevel(git: Git): Promise<void> {
-  const prefix = (await runGit(git.repo, ['rev-parse', '--show-prefix'])).stdout.toString('utf8').trim();
+  const prefix = await prefixOf(git.repo);
   if (prefix !== '') throw notTopLevel(git.repo, prefix);
 }
 
-/** The commit `ref` names, checked in the same process as the top level. */
+/** The commit `ref` names, in a repository checked to be used from its top level. */
 export async function topLevelCommit(git: Git, ref: string): Promise<string> {
-  // --end-of-options keeps a ref starting with "-" from being read as an option.
-  const r = await runGit(git.repo, ['rev-parse', '--show-prefix', '--end-of-options', `${ref}^{commit}`], { allowFail: true });
-  // Without --verify, this git echoes "--end-of-options" between the two answers.
-  const lines = r.stdout.toString('utf8').split('\n');
-  const prefix = lines[0] ?? '';
-  const sha = lines.filter(Boolean).pop() ?? '';
-  if (prefix !== '') throw notTopLevel(git.repo, prefix);
-  if (r.code !== 0 || !/^[0-9a-f]{40,64}$/.test(sha)) {
-    if (/not a git repository/i.test(r.stderr)) throw new RatchetError('git_state', `${git.repo} is not a git work tree.`, 'Point ratchet at your repository root.');
-    throw new RatchetError('git_state', `${ref} is not a commit in ${git.repo}.`, 'Pass the commit the experiment started from (the session branch head).', { ref });
-  }
+  await assertTopLevel(git);
+  const sha = await git.resolve(ref);
+  if (!sha) throw new RatchetError('git_state', `${ref} is not a commit in ${git.repo}.`, 'Pass the commit the experiment started from (the session branch head).', { ref });
   return sha;
 }
 

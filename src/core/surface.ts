@@ -63,10 +63,9 @@ export async function scanSurface(opts: SurfaceRules & { repo: string; git?: Git
   const base = await topLevelCommit(git, opts.baseCommit);
   const rules = surfaceRules(opts);
 
-  const [baseTree, indexed, others, walked] = await Promise.all([
+  const [baseTree, { indexed, others }, walked] = await Promise.all([
     git.lsTree(base),
-    git.lsFiles(['--cached']),
-    git.lsFiles(['--others', '--exclude-standard']),
+    git.indexAndOthers(),
     walk(repo, { enter: (dir) => rules.enterable(dir) && !rules.isOutputDir(dir), take: rules.inSurface, intoNested: false }),
   ]);
   const outside = [...new Set([...baseTree.keys(), ...indexed, ...others])].filter((p) => !p.endsWith('/') && !isInternal(p) && !rules.inSurface(p));

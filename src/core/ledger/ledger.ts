@@ -161,6 +161,11 @@ export class Ledger extends LedgerReads {
     return this.transition(id, null, { commit, diff_stats: json(diffStats) });
   }
 
+  /** The diff's size, recorded while the run goes (it is not needed to start it). */
+  recordDiffStats(id: number, diffStats: DiffStats): ExperimentRow {
+    return this.transition(id, null, { diff_stats: json(diffStats) });
+  }
+
   /** The run token is on record before anything is spawned, so a crash in between still lets recovery sweep it. */
   markLaunching(id: number, r: { phase: RunStart['phase']; runToken: string }): ExperimentRow {
     return this.transition(id, ['queued', 'running'], { run_token: r.runToken, supervisor_pid: null, phase: r.phase });

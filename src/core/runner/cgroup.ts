@@ -1,7 +1,7 @@
 // Cgroup containment for one run: ratchet-<token> under the supervisor's own cgroup, in cgroup2 and/or the v1 memory hierarchy.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { cgroupMountPoints, ownCgroups } from './cgroup-detect.js';
 import { sleep } from './process-tree.js';
 
@@ -121,6 +121,22 @@ export function findRunCgroups(token: string): string[] {
   return [...found];
 }
 
+/** Parents under which a process was already moved into a new group: the rights on ancestors are proven there. */
+const joinableParents = new Set<string>();
+
+/**
+ * A spare supervisor proves its groups' parents while it waits (a throwaway group and a throwaway
+ * process), so the run it is handed does not wait for the probes.
+ */
+export function proveCgroupParents(): void {
+  const own = ownCgroups();
+  for (const parent of [own.v2, own.v1Memory]) {
+    if (!parent || joinableParents.has(parent)) continue;
+    const dir = join(parent, `ratchet-probe-${process.pid}`);
+    if (joinableDir(dir, [])) removed(dir);
+  }
+}
+
 function joinableDir(dir: string, reasons: string[]): string | null {
   try {
     mkdirSync(dir);
@@ -132,12 +148,16 @@ function joinableDir(dir: string, reasons: string[]): string | null {
       return null;
     }
   }
+  if (joinableParents.has(dirname(dir))) return dir;
   // Writing cgroup.procs may need rights on ancestors too (cgroup2 delegation): prove it with a throwaway process.
   const probe = spawnSync('/bin/sh', ['-c', 'echo $$ > "$1"', 'ratchet-cgroup-probe', join(dir, 'cgroup.procs')], {
     stdio: 'ignore',
     timeout: 5000,
   });
-  if (probe.status === 0) return dir;
+  if (probe.status === 0) {
+    joinableParents.add(dirname(dir));
+    return dir;
+  }
   reasons.push(`cannot move a process into ${dir}`);
   removed(dir);
   return null;

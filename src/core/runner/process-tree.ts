@@ -49,7 +49,13 @@ export function carriesToken(pid: number, token: string): boolean {
   } catch {
     return false; // gone, or another user's process
   }
-  return `\0${env}`.includes(`\0${TOKEN_ENV}=${token}\0`);
+  if (`\0${env}`.includes(`\0${TOKEN_ENV}=${token}\0`)) return true;
+  // A spare supervisor received its token after it started: it carries it in its process title.
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0')[0]!.endsWith(` ${TOKEN_ENV}=${token}`);
+  } catch {
+    return false;
+  }
 }
 
 export function rssBytes(pid: number): number | null {

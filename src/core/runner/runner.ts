@@ -54,22 +54,57 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
   writeJsonAtomic(specPath, full, { durable: false });
   const errorLog = supervisorLogPathFor(full.resultPath);
   const errFd = openSync(errorLog, 'w');
-  let child: ChildProcess;
+  let child = takeSpare();
   try {
-    // detached: its own session, so neither the server's death nor its terminal's hangup reaches the supervisor.
-    // stdout is a pipe only the server reads: "started" and "done" arrive the moment they happen.
-    child = spawn(process.execPath, [script, specPath], {
-      detached: true,
-      stdio: ['ignore', 'pipe', errFd],
-      env: { ...process.env, [TOKEN_ENV]: full.token },
-      cwd: '/',
-    });
+    if (child) {
+      // A spare already running Node: it writes its own failures to errorLog from here on.
+      child.ref();
+      (child.stdout as unknown as { ref?: () => void } | null)?.ref?.();
+      child.stdin!.end(`${specPath}\n`);
+    } else {
+      // detached: its own session, so neither the server's death nor its terminal's hangup reaches the supervisor.
+      // stdout is a pipe only the server reads: "started" and "done" arrive the moment they happen.
+      child = spawn(process.execPath, [script, specPath], {
+        detached: true,
+        stdio: ['ignore', 'pipe', errFd],
+        env: { ...process.env, [TOKEN_ENV]: full.token },
+        cwd: '/',
+      });
+    }
   } finally {
     closeSync(errFd);
   }
   const link = listenToSupervisor(child, full.resultPath);
   await supervisorStarted(child, link.started, errorLog);
+  // Starting a process blocks this one for a while: the next spare starts while this run runs.
+  setImmediate(() => spawnSpare(script));
   return { supervisorPid: child.pid ?? 0, specPath, done: link.done };
+}
+
+/** One supervisor started ahead of need, per server; it exits on its own when the server goes away. */
+let spare: ChildProcess | null = null;
+// Room in the spare's command line for the title that carries its token later (see supervise.ts).
+const TITLE_ROOM = 'x'.repeat(320);
+
+function spawnSpare(script: string): void {
+  if (spare || process.env.RATCHET_NO_SPARE_SUPERVISOR) return;
+  const child = spawn(process.execPath, [script, '--spare', TITLE_ROOM], { detached: true, stdio: ['pipe', 'pipe', 'ignore'], env: process.env, cwd: '/' });
+  child.on('error', () => {});
+  child.stdin!.on('error', () => {});
+  child.once('exit', () => {
+    if (spare === child) spare = null;
+  });
+  // An idle spare must not keep a CLI or a test alive.
+  child.unref();
+  for (const stream of [child.stdin, child.stdout] as unknown as { unref?: () => void }[]) stream.unref?.();
+  spare = child;
+}
+
+/** The waiting spare, if it is still alive; the caller owns it from here. */
+function takeSpare(): ChildProcess | null {
+  const taken = spare;
+  spare = null;
+  return taken && taken.exitCode === null && taken.signalCode === null && taken.pid !== undefined && !taken.stdin?.destroyed ? taken : null;
 }
 
 /** Polls for the result; null when timeoutMs passes or signal aborts first. Prefer startRun's done or watchRunResult. */

@@ -11,6 +11,7 @@ import { isValidToken, startedPathFor, TOKEN_ENV, type Containment, type RunResu
 import { ProcessTracker } from './tracker.js';
 
 const TICK_MS = 100;
+const SWEEP_FIRST_LOOK_MS = 10;
 // A SIGKILLed GPU process can take many seconds to release the device and die; past this the result is written anyway.
 const KILL_WAIT_MS = 60_000;
 // Once every process is dead the stdout pipe closes at once; this only bounds a writer stuck in the kernel.
@@ -165,9 +166,11 @@ export class Supervisor {
   private async sweepLeftovers(): Promise<void> {
     this.observe();
     this.swept = this.spec.sandbox ? this.othersInside : this.tracker.live().length;
-    while (this.anyAlive() && !this.killGivenUp()) {
+    // Leftovers are usually gone within milliseconds (a namespace's reaper, a process being reaped): look again soon,
+    // then at the usual pace.
+    for (let looks = 0; this.anyAlive() && !this.killGivenUp(); looks++) {
       this.escalate(true);
-      await this.nap();
+      await this.nap(looks < 10 ? SWEEP_FIRST_LOOK_MS : TICK_MS);
       this.observe();
     }
   }
@@ -237,14 +240,14 @@ export class Supervisor {
     return this.killAt !== null && Date.now() - this.killAt > KILL_WAIT_MS;
   }
 
-  private nap(): Promise<void> {
+  private nap(ms = TICK_MS): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
         this.wake = null;
         resolve();
       };
-      const timer = setTimeout(done, TICK_MS);
+      const timer = setTimeout(done, ms);
       this.wake = done;
     });
   }
