@@ -94,6 +94,7 @@ const chainLength = ledger.chainHead().seq;
 const perExperiment = time(() => lifecycle(big, 1 + Math.floor(Math.random() * 1e6) * 20 + 2, { commit: 'x' }), 100);
 
 const listMiddle = ledger.listExperiments(big, { limit: 1, beforeId: Math.floor(TOTAL / 2) }).rows[0]!.id;
+const lastSample = (ledger.db.prepare('SELECT MAX(id) AS id FROM samples').get() as { id: number }).id - 3;
 const status = () => {
   const s = ledger.activeSession()!;
   ledger.externallyModified();
@@ -112,7 +113,7 @@ row('list_experiments: 20 from the middle (beforeId)', time(() => ledger.listExp
 row("list_experiments: 20 'crashed'", time(() => ledger.listExperiments(big, { limit: 20, state: 'crashed' })));
 row('externallyModified (PRAGMA data_version)', time(() => ledger.externallyModified(), 1000));
 row(`measurements: a ${REALISTIC}-experiment session`, time(() => ledger.measurements(realistic, 'val_bpb')));
-row('measurementsOf: one experiment and its repeats', time(() => ledger.measurementsOf(listMiddle, 'val_bpb')));
+row('measurementsAfter: the newest samples of the big session', time(() => ledger.measurementsAfter(big, 'val_bpb', lastSample)));
 row(`measurements: the whole ${TOTAL - REALISTIC}-experiment session`, time(() => ledger.measurements(big, 'val_bpb'), 10));
 row('one experiment, unbatched (~9 transitions, each its own commit)', perExperiment);
 

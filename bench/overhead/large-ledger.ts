@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { ResearchLoop } from '../../src/core/loop.js';
 import { Ledger, ledgerPath } from '../../src/core/ledger.js';
+import type { DecisionReport } from '../../src/core/views.js';
 
 const CALLS = 50;
 
@@ -46,6 +47,20 @@ export async function benchLargeLedger(size: number): Promise<void> {
     const ledger = new Ledger(ledgerPath(dir));
     const session = ledger.activeSession()!;
     const commit = session.bestCommit;
+    const verdict: DecisionReport = {
+      rule: 'significant',
+      runs: [],
+      verdict: 'worse',
+      candidate: { commit, n: 1, mean: null, interval: null },
+      best: { commit, n: 1, mean: 1, interval: null },
+      effect: -0.01,
+      effectInterval: [-0.02, -0.005],
+      relativeEffect: -0.01,
+      confidence: 0.99,
+      conditionalPower: null,
+      runsSpent: 1,
+      why: 'bench',
+    };
     ledger.db.transaction(() => {
       for (let i = 0; i < size; i++) {
         const e = ledger.createExperiment({ sessionId: session.id, kind: 'candidate', parentCommit: commit, description: `idea ${i}`, host: 'bench' });
@@ -57,6 +72,8 @@ export async function benchLargeLedger(size: number): Promise<void> {
           { name: 'score', value, source: 'run', host: 'bench', gpuModel: null },
           { name: 'peak_vram_mb', value: 40_000, source: 'run', host: 'bench', gpuModel: null },
         ] });
+        // What the significant rule (the default) records for every decided candidate.
+        ledger.recordVerdict(e.id, { ...verdict, runs: [{ id: e.id, side: 'candidate', value }], candidate: { ...verdict.candidate, mean: value } }, value);
         ledger.finish(e.id, 'measured', null);
         ledger.decide(e.id, { decision: 'reverted', reason: 'bench', forced: false });
       }

@@ -12,6 +12,8 @@ import { Ledger, ledgerPath, type ExperimentRow, type Measurement, type SessionR
 import * as refusals from './refusals.js';
 import type { Pin } from './surface.js';
 import { Workspaces } from './workspace.js';
+import { noiseOf, onMachine, type Machine } from './decision.js';
+import type { PooledNoise } from './statistics.js';
 
 export interface LoopOptions {
   repo: string;
@@ -96,10 +98,6 @@ export class LoopContext {
     return join(this.stateDir, 'runs', String(id));
   }
 
-  get scratchDir(): string {
-    return join(this.stateDir, 'tmp');
-  }
-
   get resultsTsvPath(): string {
     return join(this.stateDir, 'results.tsv');
   }
@@ -145,13 +143,41 @@ export class LoopContext {
     return session.bestExperimentId !== null ? this.ledger.experiment(session.bestExperimentId) : undefined;
   }
 
-  private measured: { key: string; rows: Measurement[] } | null = null;
+  private measured: { key: string; ledger: Ledger; rows: Measurement[] } | null = null;
 
-  /** The session's measurements of a metric, re-read only when the ledger changed (status stays fast at 100k experiments). */
+  /**
+   * The session's measurements of a metric. Samples are only ever appended, so after the first read
+   * only the new ones are fetched: status and decisions stay fast at 100k experiments. A ledger
+   * written by anyone else is caught by the integrity check, and a reopened ledger is read afresh.
+   */
   measurements(sessionId: number, metricName: string): Measurement[] {
-    const key = `${sessionId}:${metricName}:${this.ledger.chainHead().seq}`;
-    if (this.measured?.key !== key) this.measured = { key, rows: this.ledger.measurements(sessionId, metricName) };
+    const key = `${sessionId}:${metricName}`;
+    const ledger = this.ledger;
+    if (this.measured?.key !== key || this.measured.ledger !== ledger) {
+      this.measured = { key, ledger, rows: ledger.measurements(sessionId, metricName) };
+      return this.measured.rows;
+    }
+    const last = this.measured.rows[this.measured.rows.length - 1]?.sampleId ?? 0;
+    const added = ledger.measurementsAfter(sessionId, metricName, last);
+    for (const m of added) this.measured.rows.push(m);
     return this.measured.rows;
+  }
+
+  private comparableMemo = new Map<string, { count: number; rows: Measurement[]; noise: PooledNoise }>();
+
+  /**
+   * The measurements taken on one machine (host and GPU model), the only ones compared or pooled, with
+   * their pooled noise; recomputed only when a measurement was added.
+   */
+  comparable(sessionId: number, metricName: string, machine: Machine): { rows: Measurement[]; noise: PooledNoise } {
+    const all = this.measurements(sessionId, metricName);
+    const key = `${sessionId}\0${metricName}\0${machine.host}\0${machine.gpuModel}`;
+    const memo = this.comparableMemo.get(key);
+    if (memo && memo.count === all.length) return memo;
+    const rows = onMachine(all, machine);
+    const fresh = { count: all.length, rows, noise: noiseOf(rows) };
+    this.comparableMemo.set(key, fresh);
+    return fresh;
   }
 
   /** A measured candidate that needs keep or revert before anything else runs. */

@@ -70,6 +70,8 @@ export interface DecisionInput {
   config: Config;
   /** The session's measurements of the primary metric on the root's machine. */
   measurements: Measurement[];
+  /** Their pooled noise, when the caller already has it (it is the costly part at 100k measurements). */
+  noise?: PooledNoise;
   runsSpent: number;
   /** A failed re-measurement of the best ends the decision with the runs it has. */
   final?: boolean;
@@ -100,12 +102,12 @@ function greedyReport({ root, best, config, runsSpent }: DecisionInput): Decisio
   };
 }
 
-function significantReport({ root, config, measurements, runsSpent, final }: DecisionInput): DecisionReport {
+function significantReport({ root, config, measurements, runsSpent, final, noise: known }: DecisionInput): DecisionReport {
   const rule = config.decision;
   const mine = measurements.filter((m) => m.root === root.id);
   const candidate = mine.filter((m) => m.commit === root.commit).map((m) => m.value);
   const fresh = mine.filter((m) => m.commit === root.parentCommit).map((m) => m.value);
-  const noise = noiseOf(measurements);
+  const noise = known ?? noiseOf(measurements);
   const side = (commit: string | null, values: number[]) => ({ commit, n: values.length, mean: summarize(values).mean, interval: meanInterval(values, noise, rule) });
   const cmp = decide({
     candidate,

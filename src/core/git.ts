@@ -283,7 +283,7 @@ export class Git {
    * on top of `parent`. Used to save the agent's edits under a ref so nothing is lost; a candidate
    * is built from the surface scan instead (commitCandidate), which does not trust ignore files.
    */
-  async snapshot(parent: string, message: string, _scratchDir?: string): Promise<{ commit: string; tree: string }> {
+  async snapshot(parent: string, message: string): Promise<{ commit: string; tree: string }> {
     const [tracked, { indexed, others }] = await Promise.all([this.lsTree(parent), this.indexAndOthers()]);
     const paths = [...new Set([...tracked.keys(), ...indexed, ...others])].filter((p) => !p.endsWith('/') && !isInternal(p));
     const onDisk = await this.hashFiles(paths);

@@ -1,5 +1,5 @@
 // Tamper evidence: the ledger's hash chain, its head mirrored into a git ref, the evidence refs and the ledger file itself, checked on every call.
-import { existsSync, readFileSync, statSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LoopContext } from './context.js';
 import { Ledger, ledgerPath, type SessionRow } from './ledger.js';
@@ -21,7 +21,6 @@ const BUNDLE_DELAY_MS = 2_000;
  */
 export class Integrity {
   private findings: Finding[];
-  private identity: { dev: number; ino: number } | null = null;
   /** The chain head this server last mirrored, and the ref's commit that holds it: an unchanged ref needs no re-read. */
   private sealed: { seq: number; hash: string } | null = null;
   private sealedRefSha: string | null = null;
@@ -48,7 +47,6 @@ export class Integrity {
       if (evidence) this.add({ kind: 'ledger_deleted', what: `the ledger ${path} is missing, but git holds the evidence of earlier sessions (${CHAIN_REF}); restore .ratchet/ from a backup, or run \`ratchet integrity --accept\` to start over knowingly` });
       return this.current();
     }
-    this.remember();
     this.verifyChain();
     await this.checkChainRef();
     return this.current();
@@ -106,7 +104,6 @@ export class Integrity {
   async accept(note: string): Promise<void> {
     if (this.ctx.hasLedger) {
       this.ctx.ledger.reseal(note);
-      this.remember();
       const session = this.ctx.ledger.activeSession() ?? this.ctx.ledger.latestSession();
       if (session) await this.seal(session);
     }
@@ -114,22 +111,13 @@ export class Integrity {
     rmSync(this.file, { force: true });
   }
 
-  private remember(): void {
-    const st = statSync(ledgerPath(this.ctx.repo));
-    this.identity = { dev: st.dev, ino: st.ino };
-  }
-
   /** `rm -rf .ratchet` leaves this server's handle on the deleted file: the ledger is written back from it. */
   private checkLedgerFile(): void {
-    const path = ledgerPath(this.ctx.repo);
-    const st = existsSync(path) ? statSync(path) : null;
-    if (st && this.identity && st.dev === this.identity.dev && st.ino === this.identity.ino) return;
-    if (!this.identity) {
-      if (st) this.remember();
-      return;
-    }
     const ledger = this.ctx.ledger;
-    if (st) {
+    const status = ledger.fileStatus();
+    if (status === 'intact') return;
+    const path = ledger.path;
+    if (status === 'replaced') {
       this.add({ kind: 'ledger_replaced', what: `the ledger file ${path} was replaced by another file; this server keeps its own copy and wrote it back (the replacement is kept as ratchet.db.replaced)` });
       writeFileSync(`${path}.replaced`, readFileSync(path));
       rmSync(path, { force: true });
@@ -138,7 +126,6 @@ export class Integrity {
     }
     ledger.vacuumInto(path);
     this.ctx.replaceLedger(new Ledger(path));
-    this.remember();
     this.persist();
   }
 

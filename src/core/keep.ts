@@ -69,7 +69,7 @@ export function completeInterruptedKeep(ctx: LoopContext, session: SessionRow, t
   return true;
 }
 
-export interface RevertResult {
+export interface Reverted {
   experiment: ExperimentRow | null;
   resetTo: string;
   removedUntracked: string[];
@@ -77,7 +77,7 @@ export interface RevertResult {
 }
 
 /** Puts the editable files back at the best commit; whatever was there is first committed under a ref, so no edit is lost. */
-export async function revert(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow | undefined): Promise<RevertResult> {
+export async function revert(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow | undefined): Promise<Reverted> {
   const { pins } = await ctx.pinned(session);
   const scan = await scanSurface({ repo: ctx.repo, git: ctx.git, baseCommit: session.bestCommit, editable: config.editable, protectedGlobs: config.protected, outputs: config.run.outputs, pins });
   let savedWorktree: string | null = null;

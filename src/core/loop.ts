@@ -5,7 +5,7 @@ import { createCandidate } from './candidate.js';
 import { Driver } from './driver.js';
 import type { SandboxReport } from './executor/executor.js';
 import { Integrity, type Finding } from './integrity.js';
-import { completeInterruptedKeep, keep, revert } from './keep.js';
+import { completeInterruptedKeep, keep, revert, type Reverted } from './keep.js';
 import { ledgerPath, type ExperimentState } from './ledger.js';
 import type { LogPage } from './log-reader.js';
 import * as refusals from './refusals.js';
@@ -22,12 +22,7 @@ export const DEFAULT_WAIT_SECONDS = 45;
 export const MAX_WAIT_SECONDS = 50;
 const PROGRESS_EVERY_MS = 3_000;
 
-export interface RevertResult {
-  experiment: ExperimentView | null;
-  resetTo: string;
-  removedUntracked: string[];
-  savedWorktree: string | null;
-}
+export type RevertResult = Omit<Reverted, 'experiment'> & { experiment: ExperimentView | null };
 
 export class ResearchLoop {
   readonly repo: string;

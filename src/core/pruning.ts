@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import type { Config } from './config.js';
 import type { LoopContext } from './context.js';
-import { machineOf, noiseOf, onMachine } from './decision.js';
+import { machineOf } from './decision.js';
 import type { ExperimentRow } from './ledger.js';
 import { ProgressTail, progressRegex } from './progress.js';
 import { checkPrune, pruneMargin } from './statistics.js';
@@ -22,13 +22,13 @@ export function prunerFor(ctx: LoopContext, e: ExperimentRow, stop: () => void):
   // The runs that made the best win read luckier than it is (the winner's curse); its calibration and later re-measurements do not.
   const best = ctx.bestOf(session);
   const won = best?.kind === 'candidate' ? best.id : null;
-  const all = ctx.measurements(session.id, config.metric.name);
-  const references = all
+  const { noise } = ctx.comparable(session.id, config.metric.name, machineOf(root));
+  const references = ctx
+    .measurements(session.id, config.metric.name)
     .filter((m) => m.commit === root.parentCommit && m.root !== won)
     .map((m) => ctx.ledger.progress(m.run))
     .filter((curve) => curve.length > 0);
   if (!references.length) return null;
-  const noise = noiseOf(onMachine(all, machineOf(root)));
   return () => {
     if (!tail.read().length) return;
     const check = checkPrune({

@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import { baselineRepeatsOf } from './config.js';
 import type { LoopContext } from './context.js';
-import { decisionReport, machineOf, onMachine } from './decision.js';
+import { decisionReport, machineOf } from './decision.js';
 import type { Driver } from './driver.js';
 import type { ExperimentRow, FinalState, SessionRow } from './ledger.js';
 import { nextSide, summarize } from './statistics.js';
@@ -59,11 +59,13 @@ export async function repeatUntilDecided(ctx: LoopContext, driver: Driver, rootI
 /** Where a candidate stands now, from the session's measurements on its machine. */
 export function currentReport(ctx: LoopContext, root: ExperimentRow, session: SessionRow, config: Config, opts: { final?: boolean } = {}): DecisionReport {
   const runs = ctx.ledger.runsOf(root.id);
+  const { rows, noise } = ctx.comparable(session.id, config.metric.name, machineOf(root));
   return decisionReport({
     root,
     best: ctx.bestOf(session),
     config,
-    measurements: onMachine(ctx.measurements(session.id, config.metric.name), machineOf(root)),
+    measurements: rows,
+    noise,
     runsSpent: runs.filter((r) => r.id === root.id || (r.state !== 'queued' && r.state !== 'running')).length,
     final: opts.final,
   });

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from './config.js';
 import type { LoopContext } from './context.js';
-import { compare, machineOf, noiseOf, onMachine } from './decision.js';
+import { compare, machineOf } from './decision.js';
 import type { SandboxReport } from './executor/executor.js';
 import { isRatchetError } from './errors.js';
 import type { Finding } from './integrity.js';
@@ -85,9 +85,8 @@ export function noiseReport(ctx: LoopContext, session: SessionRow, config: Confi
   const baseline = baselineId === null ? undefined : ctx.ledger.experiment(baselineId);
   if (!baseline) return null;
   const machine = machineOf(baseline);
-  const all = onMachine(ctx.measurements(session.id, config.metric.name), machine);
+  const { rows: all, noise } = ctx.comparable(session.id, config.metric.name, machine);
   const s = summarize(all.filter((m) => m.root === baseline.id).map((m) => m.value));
-  const noise = noiseOf(all);
   return {
     samples: s.n,
     mean: s.mean,
@@ -112,7 +111,7 @@ function plateau(ctx: LoopContext, session: SessionRow, config: Config): Status[
     sinceKeep++;
   }
   const best = ctx.bestOf(session);
-  const noise = noiseOf(onMachine(ctx.measurements(session.id, config.metric.name), best ? machineOf(best) : { host: hostname(), gpuModel: null }));
+  const { noise } = ctx.comparable(session.id, config.metric.name, best ? machineOf(best) : { host: hostname(), gpuModel: null });
   const effects = recent.map((e) => e.verdict?.effect ?? null).filter((x): x is number => x !== null);
   const mde = minimumDetectableEffect(noise, config.decision);
   let message: string | null = null;

@@ -117,9 +117,10 @@ export class LedgerReads {
     return this.stmt(`${MEASUREMENT} WHERE e.session_id = ? AND s.name = ? ORDER BY s.id`).all(sessionId, metricName) as Measurement[];
   }
 
-  /** The measurements of one experiment and its repeats: what a decision about it reads. */
-  measurementsOf(rootId: number, metricName: string): Measurement[] {
-    return this.stmt(`${MEASUREMENT} WHERE (e.id = ? OR e.repeat_of = ?) AND s.name = ? ORDER BY s.id`).all(rootId, rootId, metricName) as Measurement[];
+  /** Only the measurements recorded after sample `afterSampleId`: samples are only ever appended, so a reader can keep up cheaply. */
+  measurementsAfter(sessionId: number, metricName: string, afterSampleId: number): Measurement[] {
+    // Samples first (CROSS JOIN fixes SQLite's join order): only the few new rows are looked at, not the session's experiments.
+    return this.stmt(`${MEASUREMENT_AFTER} WHERE s.id > ? AND e.session_id = ? AND s.name = ? ORDER BY s.id`).all(afterSampleId, sessionId, metricName) as Measurement[];
   }
 
   progress(experimentId: number): { step: number; value: number }[] {
@@ -152,6 +153,7 @@ export class LedgerReads {
   }
 }
 
-const MEASUREMENT = `SELECT COALESCE(e.repeat_of, e.id) AS root, e.id AS run, e."commit" AS "commit", s.value AS value, s.host AS host, s.gpu_model AS gpuModel
-  FROM experiments e JOIN samples s ON s.experiment_id = e.id`;
+const MEASURED = `SELECT s.id AS sampleId, COALESCE(e.repeat_of, e.id) AS root, e.id AS run, e."commit" AS "commit", s.value AS value, s.host AS host, s.gpu_model AS gpuModel`;
+const MEASUREMENT = `${MEASURED} FROM experiments e JOIN samples s ON s.experiment_id = e.id`;
+const MEASUREMENT_AFTER = `${MEASURED} FROM samples s CROSS JOIN experiments e ON e.id = s.experiment_id`;
 

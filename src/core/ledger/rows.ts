@@ -96,6 +96,8 @@ export interface SampleRow {
 }
 
 export interface Measurement {
+  /** The sample's id: measurements come in the order they were recorded. */
+  sampleId: number;
   root: number;
   run: number;
   commit: string;
