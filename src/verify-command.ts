@@ -38,7 +38,7 @@ export async function runIntegrity(repo: string, opts: { accept: boolean; json: 
     const findings = await integrity.checkAtStart();
     if (opts.accept) {
       await integrity.accept('accepted by the user with `ratchet integrity --accept`');
-      process.stdout.write(`Accepted ${findings.length} finding(s); the ledger's chain is resealed. Restart the ratchet server so it reads the cleared state.\n`);
+      process.stdout.write(`Accepted ${findings.length} finding(s); the ledger's chain is resealed (the accept is recorded in it). A running ratchet server takes the cleared state on its next tool call.\n`);
       return 0;
     }
     if (opts.json) process.stdout.write(`${JSON.stringify({ ok: findings.length === 0, findings }, null, 2)}\n`);

@@ -3,7 +3,12 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, readlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { RatchetError } from './errors.js';
-import { encodeTree, ObjectStore } from './git/objects.js';
+import { buildTree } from './git/build-tree.js';
+import { encodeCommit, identityFrom, type Identity } from './git/commit-object.js';
+import { changedPaths, countDiff, numstatCounts, type DiffCounts } from './git/diff-stats.js';
+import { writeIndexFile } from './git/index-file.js';
+import { ObjectStore } from './git/objects.js';
+import { refNamesOnDisk } from './git/ref-names.js';
 import { RefWriter } from './git/refs.js';
 import { gitFailure, runGit, type GitOptions, type TreeEntry } from './git/run.js';
 import { writeBlobs } from './git/write-files.js';
@@ -12,10 +17,9 @@ import { isInternal } from './walk.js';
 export { gitEnv, quotePath, runGit, type GitOptions, type GitResult, type TreeEntry } from './git/run.js';
 export { isInternal } from './walk.js';
 
-const FALLBACK_IDENTITY = { name: 'ratchet', email: 'ratchet@localhost' };
 
 export class Git {
-  private identity: Promise<{ name: string; email: string; committerName: string; committerEmail: string }> | null = null;
+  private identity: Promise<Identity> | null = null;
   private usable = false;
   private markers: Promise<[string, string][]> | null = null;
   readonly objects: ObjectStore;
@@ -163,15 +167,8 @@ export class Git {
   }
 
   /** Author and committer as git would take them: GIT_* variables, then the user's config, then ratchet's own. */
-  private identityOf(): Promise<{ name: string; email: string; committerName: string; committerEmail: string }> {
-    this.identity ??= (async () => {
-      const out = (await runGit(this.repo, ['config', '-z', '--get-regexp', '^user\\.(name|email)$'], { allowFail: true })).stdout.toString('utf8');
-      const config = new Map(out.split('\0').filter(Boolean).map((kv) => [kv.split('\n')[0]!, kv.split('\n').slice(1).join('\n')]));
-      const env = process.env;
-      const name = env.GIT_AUTHOR_NAME || config.get('user.name') || FALLBACK_IDENTITY.name;
-      const email = env.GIT_AUTHOR_EMAIL || config.get('user.email') || FALLBACK_IDENTITY.email;
-      return { name, email, committerName: env.GIT_COMMITTER_NAME || config.get('user.name') || FALLBACK_IDENTITY.name, committerEmail: env.GIT_COMMITTER_EMAIL || config.get('user.email') || FALLBACK_IDENTITY.email };
-    })();
+  private identityOf(): Promise<Identity> {
+    this.identity ??= runGit(this.repo, ['config', '-z', '--get-regexp', '^user\\.(name|email)$'], { allowFail: true }).then((r) => identityFrom(r.stdout.toString('utf8'), process.env));
     return this.identity;
   }
 
@@ -205,56 +202,11 @@ export class Git {
   async buildTree(base: string | null, set: Map<string, TreeEntry>, removed: string[] = []): Promise<string> {
     const baseTree = base ? (await this.objects.info(`${base}^{tree}`))?.oid : null;
     if (base && !baseTree) throw new RatchetError('git_state', `${base} is not a commit or tree.`, 'Check the commit, then call the tool again.');
-    // Changes grouped by directory; removals first, so a file can replace a removed directory's contents.
-    interface Edit { entries: Map<string, TreeEntry | null>; dirs: Map<string, Edit> }
-    const root: Edit = { entries: new Map(), dirs: new Map() };
-    const at = (path: string): [Edit, string] => {
-      const parts = path.split('/');
-      let node = root;
-      for (const part of parts.slice(0, -1)) {
-        let next = node.dirs.get(part);
-        if (!next) node.dirs.set(part, (next = { entries: new Map(), dirs: new Map() }));
-        node = next;
-      }
-      return [node, parts[parts.length - 1]!];
-    };
-    for (const path of removed) if (!set.has(path)) { const [node, name] = at(path); node.entries.set(name, null); }
-    for (const [path, e] of set) { const [node, name] = at(path); node.entries.set(name, e); }
-    const write = async (oid: string | null, edit: Edit, isRoot: boolean): Promise<string | null> => {
-      const entries = oid ? await this.objects.readTree(oid) : new Map<string, TreeEntry>();
-      for (const [name, e] of edit.entries) {
-        if (e) entries.set(name, e);
-        else entries.delete(name);
-      }
-      for (const [name, sub] of edit.dirs) {
-        const existing = entries.get(name);
-        const child = await write(existing?.mode === '040000' ? existing.oid : null, sub, false);
-        if (child) entries.set(name, { mode: '040000', oid: child });
-        else entries.delete(name);
-      }
-      // An emptied directory disappears, as in git's index.
-      if (!entries.size && !isRoot) return null;
-      return this.objects.write('tree', encodeTree([...entries]));
-    };
-    return (await write(baseTree ?? null, root, true))!;
+    return buildTree(this.objects, baseTree ?? null, set, removed);
   }
 
   async commitTree(tree: string, parents: string[], message: string): Promise<string> {
-    const id = await this.identityOf();
-    const now = new Date();
-    const offset = -now.getTimezoneOffset();
-    const tz = `${offset >= 0 ? '+' : '-'}${String(Math.floor(Math.abs(offset) / 60)).padStart(2, '0')}${String(Math.abs(offset) % 60).padStart(2, '0')}`;
-    const when = `${Math.floor(now.getTime() / 1000)} ${tz}`;
-    const clean = (s: string) => s.replace(/[<>\n]/g, '');
-    const lines = [
-      `tree ${tree}`,
-      ...parents.map((p) => `parent ${p}`),
-      `author ${clean(id.name)} <${clean(id.email)}> ${when}`,
-      `committer ${clean(id.committerName)} <${clean(id.committerEmail)}> ${when}`,
-      '',
-      message.endsWith('\n') ? message : `${message}\n`,
-    ];
-    return this.objects.write('commit', Buffer.from(lines.join('\n'), 'utf8'));
+    return this.objects.write('commit', encodeCommit(tree, parents, message, await this.identityOf(), new Date()));
   }
 
   /** A commit on `parent` whose tree is the parent's with `files` read from disk and `removed` deleted. */
@@ -329,37 +281,19 @@ export class Git {
     return obj && obj.info.type === 'blob' ? obj.data : null;
   }
 
-  async diffStats(from: string, to: string): Promise<{ files: number; insertions: number; deletions: number }> {
-    const out = await this.text(['diff-tree', '-r', '--numstat', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', from, to]);
-    let files = 0, insertions = 0, deletions = 0;
-    for (const entry of out.split('\0')) {
-      const m = /^(\d+|-)\t(\d+|-)\t/.exec(entry);
-      if (!m) continue;
-      files++;
-      insertions += m[1] === '-' ? 0 : Number(m[1]);
-      deletions += m[2] === '-' ? 0 : Number(m[2]);
-    }
-    return { files, insertions, deletions };
+  /**
+   * Files changed between two commits and the lines inserted and deleted, as `git diff-tree --numstat`
+   * counts them, computed here from the blobs (git/diff-stats.ts); a large rewrite is left to git.
+   */
+  async diffStats(from: string, to: string): Promise<DiffCounts> {
+    const [a, b] = await Promise.all([this.lsTree(from), this.lsTree(to)]);
+    return (await countDiff(this.objects, a, b)) ?? numstatCounts(await this.text(['diff-tree', '-r', '--numstat', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', from, to]));
   }
 
   /** Paths that differ between two commits; a rename (same content under a new path) is paired, from → path. */
   async changedBetween(from: string, to: string): Promise<{ path: string; from?: string }[]> {
     const [a, b] = await Promise.all([this.lsTree(from), this.lsTree(to)]);
-    const gone = [...a].filter(([p, e]) => b.get(p)?.oid !== e.oid || b.get(p)?.mode !== e.mode).map(([p]) => p);
-    const added = [...b].filter(([p, e]) => a.get(p)?.oid !== e.oid || a.get(p)?.mode !== e.mode).map(([p]) => p);
-    const out: { path: string; from?: string }[] = [];
-    const renamedFrom = new Set<string>();
-    for (const path of added) {
-      if (a.has(path)) {
-        out.push({ path });
-        continue;
-      }
-      const source = gone.find((p) => !b.has(p) && !renamedFrom.has(p) && a.get(p)!.oid === b.get(path)!.oid);
-      if (source) renamedFrom.add(source);
-      out.push(source ? { path, from: source } : { path });
-    }
-    for (const path of gone) if (!b.has(path) && !renamedFrom.has(path)) out.push({ path });
-    return out.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+    return changedPaths(a, b);
   }
 
   /** Tracked and untracked-not-ignored files. */
@@ -395,21 +329,7 @@ export class Git {
       const out = await this.text(['for-each-ref', '--format=%(refname)', prefix]);
       return out.split('\n').filter(Boolean);
     }
-    const names = new Set<string>();
-    const packed = await readFile(join(commonDir, 'packed-refs'), 'utf8').catch(() => '');
-    for (const line of packed.split('\n')) {
-      const m = /^[0-9a-f]{40,64} (.+)$/.exec(line);
-      if (m && m[1]!.startsWith(prefix)) names.add(m[1]!);
-    }
-    const visit = async (dir: string, name: string): Promise<void> => {
-      for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-        if (entry.isDirectory()) await visit(join(dir, entry.name), `${name}${entry.name}/`);
-        // A loose ref file that holds no object id is a lock or a half-written file, not a ref.
-        else if (entry.isFile() && !entry.name.endsWith('.lock') && /^[0-9a-f]{40,64}\s*$/.test(await readFile(join(dir, entry.name), 'utf8').catch(() => ''))) names.add(`${name}${entry.name}`);
-      }
-    };
-    await visit(join(commonDir, prefix), prefix);
-    return [...names].sort();
+    return refNamesOnDisk(commonDir, prefix);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -443,8 +363,10 @@ export class Git {
     await this.readTree(rev);
   }
 
+  /** What `git read-tree <rev>` does, written here from the tree (git/index-file.ts): one process fewer per keep. */
   private async readTree(rev: string): Promise<void> {
-    await runGit(this.repo, ['read-tree', rev]);
+    const [entries, { indexFile, format }] = await Promise.all([this.lsTree(rev), this.objects.where()]);
+    writeIndexFile(indexFile, entries, format);
   }
 
   /** Resolves once every index write this object started is done; rejects if the latest one failed. */

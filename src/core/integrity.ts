@@ -26,6 +26,8 @@ export class Integrity {
   private sealedRefSha: string | null = null;
   private bundling: Promise<void> = Promise.resolve();
   private bundleTimer: NodeJS.Timeout | null = null;
+  /** The user's latest accept this server knows of: a newer one, made by the CLI, clears the findings. */
+  private lastReseal: number | null = null;
 
   constructor(private readonly ctx: LoopContext) {
     this.findings = readFindings(this.file);
@@ -47,6 +49,7 @@ export class Integrity {
       if (evidence) this.add({ kind: 'ledger_deleted', what: `the ledger ${path} is missing, but git holds the evidence of earlier sessions (${CHAIN_REF}); restore .ratchet/ from a backup, or run \`ratchet integrity --accept\` to start over knowingly` });
       return this.current();
     }
+    this.lastReseal = this.ctx.ledger.lastResealSeq();
     this.verifyChain();
     await this.checkChainRef();
     return this.current();
@@ -56,8 +59,12 @@ export class Integrity {
   async check(opts: { evidenceRefs?: boolean } = {}): Promise<Finding[]> {
     if (!this.ctx.hasLedger) return this.current();
     this.checkLedgerFile();
+    this.lastReseal ??= this.ctx.ledger.lastResealSeq();
     // Another connection wrote: only then is the whole chain re-verified (an honest reader never writes).
-    if (this.ctx.ledger.externallyModified()) this.verifyChain();
+    if (this.ctx.ledger.externallyModified()) {
+      this.takeAccept();
+      this.verifyChain();
+    }
     await this.checkChainRef();
     const session = this.ctx.ledger.activeSession();
     if (opts.evidenceRefs && session) await this.checkEvidenceRefs(session);
@@ -109,6 +116,21 @@ export class Integrity {
     }
     this.findings = [];
     rmSync(this.file, { force: true });
+  }
+
+  /**
+   * `ratchet integrity --accept` (another process) resealed the chain and cleared the findings file:
+   * this server takes the cleared state without a restart. The accept stays in the chain as a marked
+   * reseal with its note, so the morning shows that evidence was accepted, and when.
+   */
+  private takeAccept(): void {
+    const seq = this.ctx.ledger.lastResealSeq();
+    const known = this.lastReseal;
+    this.lastReseal = seq;
+    if (known === null || seq <= known) return;
+    this.findings = readFindings(this.file);
+    this.sealedRefSha = null;
+    this.ctx.log.warn({ reseal: seq, findings: this.findings.length }, 'the user accepted the integrity findings');
   }
 
   /** `rm -rf .ratchet` leaves this server's handle on the deleted file: the ledger is written back from it. */

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { ResearchLoop } from '../../src/core/loop.js';
 import { probeSandbox } from '../../src/core/sandbox.js';
 import { silentLogger } from '../../src/log.js';
+import { runIntegrity } from '../../src/verify-command.js';
 import { makeRepo, TRAIN, EVALUATE, baseConfig, setConstant, type TestRepo } from '../helpers/repo.js';
 import { cleanedUpAfterEach, finished, rejection, startWithBaseline } from '../helpers/loop.js';
 
@@ -131,6 +132,20 @@ describe('the agent rewrites the evidence behind ratchet', () => {
     const err = await rejection(loop.keep({ id: e.id }));
     expect(err.code).toBe('tampered');
     expect(err.hint).toContain('ratchet verify');
+    // The user looks, then accepts from the CLI (another process): the running server takes it on its next call.
+    expect(await runIntegrity(repo.dir, { accept: true, json: false })).toBe(0);
+    const after = await loop.status();
+    expect(after.integrity.ok).toBe(true);
+    const second = await loop.keep({ id: e.id }).then(
+      () => 'kept',
+      (err: { code?: string }) => err.code,
+    );
+    expect(second).not.toBe('tampered');
+    // A later edit is caught again.
+    const db2 = new Database(join(repo.dir, '.ratchet', 'ratchet.db'));
+    db2.prepare('UPDATE experiments SET description = ? WHERE id = ?').run('rewritten', e.id);
+    db2.close();
+    expect((await loop.status()).integrity.findings.join('\n')).toContain(`experiments row ${e.id}`);
   });
 
   it('a rewritten pinned config (the evaluate command) is found', async () => {

@@ -154,6 +154,7 @@ describe('Git', () => {
     expect(await g.head()).toBe(base);
     await g.advanceBranch('main', commit, base);
     expect(await g.head()).toBe(commit);
+    await g.settled(); // the index follows in the background
     expect(git('diff', '--cached', '--name-only')).toBe('');
     expect(git('status', '--porcelain')).toBe('');
   });

@@ -24,6 +24,8 @@ interface Layout {
   /** Where refs live, shared by every worktree. */
   commonDir: string;
   format: 'sha1' | 'sha256';
+  /** This worktree's index. */
+  indexFile: string;
 }
 
 /** Questions to one `git cat-file --batch-command`, answered in order; restarted if it dies. */
@@ -125,9 +127,9 @@ export class ObjectStore {
   /** Where objects and HEAD live (worktrees included), asked of git once. */
   where(): Promise<Layout> {
     this.layout ??= (async () => {
-      const out = (await runGit(this.repo, ['rev-parse', '--git-path', 'objects', '--git-path', 'HEAD', '--git-common-dir', '--show-object-format'])).stdout.toString('utf8').split('\n');
+      const out = (await runGit(this.repo, ['rev-parse', '--git-path', 'objects', '--git-path', 'HEAD', '--git-common-dir', '--show-object-format', '--git-path', 'index'])).stdout.toString('utf8').split('\n');
       const abs = (p: string) => (p.startsWith('/') ? p : join(this.repo, p));
-      return { objectsDir: abs(out[0]!), headFile: abs(out[1]!), commonDir: abs(out[2]!), format: out[3] === 'sha256' ? 'sha256' : 'sha1' };
+      return { objectsDir: abs(out[0]!), headFile: abs(out[1]!), commonDir: abs(out[2]!), format: out[3] === 'sha256' ? 'sha256' : 'sha1', indexFile: abs(out[4]!) };
     })();
     this.layout.catch(() => (this.layout = null));
     return this.layout;

@@ -294,6 +294,11 @@ export class Ledger extends LedgerReads {
     return (this.stmt('SELECT seq, hash FROM chain WHERE seq = ?').get(seq) as ChainHead | undefined) ?? null;
   }
 
+  /** The seq of the user's latest accept (`ratchet integrity --accept`), 0 when there was none. */
+  lastResealSeq(): number {
+    return (this.stmt("SELECT COALESCE(MAX(seq), 0) FROM chain WHERE tbl = 'reseal'").pluck().get() as number) ?? 0;
+  }
+
   /** Recomputes every link and every row's hash: edited, inserted and deleted rows and chain entries, and wrong totals. */
   verifyChain(): ChainFinding[] {
     return this.chain.verify();

@@ -14,37 +14,49 @@ export interface SupervisorLink {
   done: Promise<RunResult | null>;
 }
 
-/** Listens on the pipe of a supervisor this process spawned (stdio[1] 'pipe'); stops listening once done settles. */
-export function listenToSupervisor(child: ChildProcess, resultPath: string): SupervisorLink {
+/**
+ * Listens on the pipe of a supervisor this process spawned (stdio[1] 'pipe') for one run. Once done settles it stops
+ * listening and calls `released` with whether the supervisor is still alive and idle (its "done" arrived on the pipe), so
+ * the caller can hand it the next run.
+ */
+export function listenToSupervisor(child: ChildProcess, resultPath: string, released: (reusable: boolean) => void = () => {}): SupervisorLink {
   let heard = false;
+  let settled = false;
   let settleStarted: (failure: Error | null) => void = () => {};
-  let settleDone: (result: RunResult | null) => void = () => {};
   const started = new Promise<void>((resolve, reject) => (settleStarted = (failure) => (failure ? reject(failure) : resolve())));
-  const done = new Promise<RunResult | null>((resolve) => {
-    settleDone = (result) => {
-      resolve(result);
-      child.stdout?.destroy();
-      child.unref();
-    };
+  let resolveDone: (result: RunResult | null) => void = () => {};
+  const done = new Promise<RunResult | null>((resolve) => (resolveDone = resolve));
+  const onData = messageReader((message) => {
+    heard = true;
+    settleStarted(null);
+    if (message.type === 'done') settleDone(RunResultSchema.safeParse(message.result).data ?? resultOrNull(resultPath), true);
   });
-  child.stdout?.on(
-    'data',
-    messageReader((message) => {
-      heard = true;
-      settleStarted(null);
-      if (message.type === 'done') settleDone(RunResultSchema.safeParse(message.result).data ?? resultOrNull(resultPath));
-    }),
-  );
-  child.stdout?.on('error', () => {});
+  const ignore = (): void => {};
   // The pipe is gone: the supervisor has exited, with a result on file (its message lost) or none.
-  child.once('close', (code, signal) => {
+  const onClose = (code: number | null, signal: NodeJS.Signals | null): void => {
     if (!heard) settleStarted(new Error(`exited (${signal ?? `code ${code}`})`));
-    settleDone(resultOrNull(resultPath));
-  });
-  child.once('error', (err) => {
+    settleDone(resultOrNull(resultPath), false);
+  };
+  const onError = (err: Error): void => {
     settleStarted(new Error(`could not start: ${err.message}`));
-    settleDone(null);
-  });
+    settleDone(null, false);
+  };
+  function settleDone(result: RunResult | null, alive: boolean): void {
+    if (settled) return;
+    settled = true;
+    child.stdout?.off('data', onData);
+    child.stdout?.off('error', ignore);
+    child.off('close', onClose);
+    child.off('error', onError);
+    child.unref();
+    (child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
+    resolveDone(result);
+    released(alive && child.exitCode === null && child.signalCode === null);
+  }
+  child.stdout?.on('data', onData);
+  child.stdout?.on('error', ignore);
+  child.once('close', onClose);
+  child.once('error', onError);
   return { started, done };
 }
 

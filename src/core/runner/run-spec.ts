@@ -64,6 +64,9 @@ export interface RunStarted {
 
 export const TOKEN_ENV = 'RATCHET_RUN_TOKEN';
 
+/** Runs one spare supervisor takes before it exits and the server starts a fresh one. */
+export const SUPERVISOR_MAX_RUNS = 200;
+
 // The token lands in cgroup directory names and is matched in /proc/<pid>/environ.
 const TOKEN_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
 

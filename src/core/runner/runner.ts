@@ -11,7 +11,7 @@ import { readLogTail } from './log-tail.js';
 import { isDead, readStat, signalProcess, sleep, tokenTree } from './process-tree.js';
 import { isSupervisorAlive, readIfExists, readRunResult, readRunStarted } from './result-files.js';
 import { RunSpecSchema } from './run-schema.js';
-import { isValidToken, specPathFor, startedPathFor, supervisorLogPathFor, TOKEN_ENV, type RunResult, type RunSpec, type RunStarted } from './run-spec.js';
+import { isValidToken, specPathFor, startedPathFor, SUPERVISOR_MAX_RUNS, supervisorLogPathFor, type RunResult, type RunSpec, type RunStarted } from './run-spec.js';
 
 export { isSupervisorAlive, readLogTail, readRunResult, readRunStarted, watchRunResult };
 export type { RunResult, RunSpec, RunStarted };
@@ -53,58 +53,82 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
   const specPath = specPathFor(full.resultPath);
   writeJsonAtomic(specPath, full, { durable: false });
   const errorLog = supervisorLogPathFor(full.resultPath);
+  // A supervisor writes its own failures to errorLog once it has read the spec; a fresh one's start-up errors go there too.
   const errFd = openSync(errorLog, 'w');
-  let child = takeSpare();
+  let supervisor: PooledSupervisor;
   try {
-    if (child) {
-      // A spare already running Node: it writes its own failures to errorLog from here on.
-      child.ref();
-      (child.stdout as unknown as { ref?: () => void } | null)?.ref?.();
-      child.stdin!.end(`${specPath}\n`);
-    } else {
-      // detached: its own session, so neither the server's death nor its terminal's hangup reaches the supervisor.
-      // stdout is a pipe only the server reads: "started" and "done" arrive the moment they happen.
-      child = spawn(process.execPath, [script, specPath], {
-        detached: true,
-        stdio: ['ignore', 'pipe', errFd],
-        env: { ...process.env, [TOKEN_ENV]: full.token },
-        cwd: '/',
-      });
-    }
+    supervisor = takeIdle() ?? spawnSupervisor(script, errFd);
   } finally {
     closeSync(errFd);
   }
-  const link = listenToSupervisor(child, full.resultPath);
+  supervisor.runs++;
+  const { child } = supervisor;
+  child.ref();
+  (child.stdout as unknown as { ref?: () => void } | null)?.ref?.();
+  const link = listenToSupervisor(child, full.resultPath, (reusable) => release(supervisor, reusable));
+  child.stdin!.write(`${specPath}\n`);
   await supervisorStarted(child, link.started, errorLog);
-  // Starting a process blocks this one for a while: the next spare starts while this run runs.
-  setImmediate(() => spawnSpare(script));
+  // Starting Node blocks this process for a while: when no supervisor is left idle, the next one starts while this run runs.
+  if (idle.length === 0) setImmediate(() => idle.length === 0 && spawnSpare(script));
   return { supervisorPid: child.pid ?? 0, specPath, done: link.done };
 }
 
-/** One supervisor started ahead of need, per server; it exits on its own when the server goes away. */
-let spare: ChildProcess | null = null;
-// Room in the spare's command line for the title that carries its token later (see supervise.ts).
-const TITLE_ROOM = 'x'.repeat(320);
-
-function spawnSpare(script: string): void {
-  if (spare || process.env.RATCHET_NO_SPARE_SUPERVISOR) return;
-  const child = spawn(process.execPath, [script, '--spare', TITLE_ROOM], { detached: true, stdio: ['pipe', 'pipe', 'ignore'], env: process.env, cwd: '/' });
-  child.on('error', () => {});
-  child.stdin!.on('error', () => {});
-  child.once('exit', () => {
-    if (spare === child) spare = null;
-  });
-  // An idle spare must not keep a CLI or a test alive.
-  child.unref();
-  for (const stream of [child.stdin, child.stdout] as unknown as { unref?: () => void }[]) stream.unref?.();
-  spare = child;
+/**
+ * Supervisors serve runs one after another (supervise.ts): one is handed each run on its stdin and comes back idle when
+ * the run is done, so in a steady loop the server starts no process per run. Each one exits on its own when the server
+ * goes away (its stdin closes).
+ */
+interface PooledSupervisor {
+  child: ChildProcess;
+  runs: number;
 }
 
-/** The waiting spare, if it is still alive; the caller owns it from here. */
-function takeSpare(): ChildProcess | null {
-  const taken = spare;
-  spare = null;
-  return taken && taken.exitCode === null && taken.signalCode === null && taken.pid !== undefined && !taken.stdin?.destroyed ? taken : null;
+const idle: PooledSupervisor[] = [];
+/** Two: one for the next run while the last one's supervisor finishes; more would only hold memory. */
+const MAX_IDLE = 2;
+// Room in the command line for the title that carries a run's token (see supervise.ts).
+const TITLE_ROOM = 'x'.repeat(320);
+
+function spawnSupervisor(script: string, stderr: number | 'ignore' = 'ignore'): PooledSupervisor {
+  // detached: its own session, so neither the server's death nor its terminal's hangup reaches the supervisor.
+  // stdout is a pipe only the server reads: "started" and "done" arrive the moment they happen.
+  const child = spawn(process.execPath, [script, '--spare', TITLE_ROOM], { detached: true, stdio: ['pipe', 'pipe', stderr], env: process.env, cwd: '/' });
+  const pooled = { child, runs: 0 };
+  child.stdin!.on('error', () => {});
+  child.once('exit', () => {
+    const at = idle.indexOf(pooled);
+    if (at >= 0) idle.splice(at, 1);
+  });
+  return pooled;
+}
+
+function spawnSpare(script: string): void {
+  if (process.env.RATCHET_NO_SPARE_SUPERVISOR) return;
+  const pooled = spawnSupervisor(script);
+  pooled.child.on('error', () => {});
+  release(pooled, true);
+}
+
+/** Back to the pool when it can take another run; otherwise its stdin closes and it exits. */
+function release(pooled: PooledSupervisor, reusable: boolean): void {
+  const { child } = pooled;
+  if (reusable && pooled.runs < SUPERVISOR_MAX_RUNS && idle.length < MAX_IDLE && !child.stdin?.destroyed) {
+    // An idle supervisor must not keep a CLI or a test alive.
+    child.unref();
+    for (const stream of [child.stdin, child.stdout] as unknown as { unref?: () => void }[]) stream.unref?.();
+    idle.push(pooled);
+  } else {
+    child.stdin?.end();
+  }
+}
+
+/** An idle supervisor that is still alive; the caller owns it from here. */
+function takeIdle(): PooledSupervisor | null {
+  for (let pooled = idle.pop(); pooled; pooled = idle.pop()) {
+    const { child } = pooled;
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined && !child.stdin?.destroyed) return pooled;
+  }
+  return null;
 }
 
 /** Polls for the result; null when timeoutMs passes or signal aborts first. Prefer startRun's done or watchRunResult. */
