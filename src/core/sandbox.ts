@@ -51,10 +51,16 @@ export function probeSandboxDetail(mode: Mode, opts: { pathEnv?: string } = {}):
  * Mount order matters: tmpfs over /tmp and the hidden paths first, then the workspace, the cache and the inputs, which
  * may live under them.
  */
+const RUN_KEPT = ['/run/systemd/resolve', '/run/resolvconf', '/run/nvidia-persistenced'];
+
 export function sandboxArgv(step: StepRequest, bwrap = 'bwrap'): string[] {
   const argv = [bwrap, '--ro-bind', '/', '/', '--dev', '/dev'];
   for (const node of deviceNodes(step.gpuDevices)) argv.push('--dev-bind', node, node);
   argv.push('--proc', '/proc', '--tmpfs', '/tmp');
+  // /run holds the host's daemon sockets (docker.sock, dbus): connecting needs no write access, so it is hidden whole.
+  // Name resolution and the NVIDIA persistence daemon, which steps may need, are shown again read-only where they exist.
+  argv.push('--tmpfs', '/run');
+  for (const keep of RUN_KEPT) argv.push('--ro-bind-try', keep, keep);
   const hiddenDirs: string[] = [];
   for (const path of step.hidden) {
     if (!existsSync(path)) continue;

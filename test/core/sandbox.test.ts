@@ -1,6 +1,6 @@
 // The bubblewrap sandbox, attacked as a hostile run would: hidden tree, writes outside, escape, daemons, network, PATH, caches.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { LocalExecutor } from '../../src/core/executor/local.js';
@@ -249,6 +249,29 @@ describe.skipIf(!available)(`sandbox attacks${available ? '' : ` (SKIPPED: ${rep
       await waitFor(() => connections.length === 1, 5000, 'the connection to arrive');
     } finally {
       server.close();
+    }
+  });
+
+  it("the host's daemon sockets under /run are out of reach: a listening socket there cannot be seen or connected to", async () => {
+    const socketPath = `/run/ratchet-test-${process.pid}.sock`;
+    const connections: string[] = [];
+    const server: Server = createServer((socket) => {
+      connections.push('x');
+      socket.end();
+    });
+    const listening = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(socketPath, () => resolve(true));
+    });
+    if (!listening) return void process.stderr.write('sandbox.test: /run is not writable here, so the /run socket check did not run.\n');
+    try {
+      const command = `if [ -e ${socketPath} ]; then echo SEEN; fi; if python3 -c "import socket; s = socket.socket(socket.AF_UNIX); s.connect('${socketPath}')" 2>/dev/null; then echo CONNECTED; else echo REFUSED; fi`;
+      const { log } = await runStep(stepIn(stepLayout(), { command: ['/bin/sh', '-c', command], network: true }));
+      expect(log).toBe('REFUSED\n');
+      expect(connections).toEqual([]);
+    } finally {
+      server.close();
+      rmSync(socketPath, { force: true });
     }
   });
 
