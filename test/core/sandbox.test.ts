@@ -24,6 +24,8 @@ import {
 } from './runner/step-harness.js';
 
 const report = probeSandbox('auto');
+const onPath = (tool: string) => (process.env.PATH ?? '').split(':').some((dir) => dir.startsWith('/') && existsSync(join(dir, tool)));
+if (!onPath('uv')) process.stderr.write('sandbox.test: uv is not on PATH, so the uv cache check is skipped (pip, XDG and HOME are checked with a real python).\n');
 const available = report.kind === 'bwrap';
 // Said out loud: a machine without a working bwrap skips the attack tests, and the run's output shows why.
 if (!available) process.stderr.write(`sandbox tests: SKIPPED, no working sandbox here: ${report.why} Install: ${report.install}\n`);
@@ -315,6 +317,15 @@ describe.skipIf(!available)(`sandbox attacks${available ? '' : ` (SKIPPED: ${rep
     expect(listTree(layout.repo, ['.ratchet/ws'])).toEqual(repoBefore);
     expect(listTree(wsParent).filter((p) => !p.includes('/'))).toHaveLength(2); // the two workspaces, nothing beside them
     expect(listTree(layout.workspace)).toEqual([]);
+  });
+
+  // uv is not installable on the development machine (no PyPI); where it is on PATH, this proves its cache lands in the session's.
+  it.skipIf(!onPath('uv'))(`uv keeps its cache in the session's cache folder${onPath('uv') ? '' : ' (SKIPPED: uv is not on PATH here)'}`, async () => {
+    const layout = stepLayout();
+    const { result, log } = await runStep(stepIn(layout, { command: ['/bin/sh', '-c', 'uv cache dir && uv venv --offline -q .venv && ./.venv/bin/python -c "print(42)"'] }));
+    expect(result.exitCode, log).toBe(0);
+    expect(log).toContain(`${join(layout.cacheDir, 'uv')}\n`);
+    expect(log).toContain('42\n');
   });
 
   it('an input is bound read-only where the step asks, even where the host has nothing yet, and its program runs', async () => {
