@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // ratchet CLI: serve (default) | init | status | demo.
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { existsSync, writeFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createServer } from './server.js';
@@ -9,15 +9,25 @@ import { createLogger } from './log.js';
 import { CONFIG_FILE, loadConfig, starterConfig } from './core/config.js';
 import { ResearchLoop } from './core/loop.js';
 import { isRatchetError } from './core/errors.js';
+import { reportingFailure } from './cli-failure.js';
+import { LOCAL_SCHEMA, refreshLocalSchema, schemaReference } from './schema-file.js';
+import { Git } from './core/git.js';
+import { sessionRule, statusText } from './status-text.js';
 
-const USAGE = `Usage: ratchet [serve|init|status|verify|integrity|demo] [--repo DIR]
+const USAGE = `Usage: ratchet [serve|init|status|stop|verify|integrity|show|dashboard|report|demo] [--repo DIR]
 
   serve   (default) the stdio MCP server for the repo
   init    write a starter ratchet.json
-  status  print what the status tool returns, as JSON
+  status  where the session stands, in a few lines (--json: what the status tool returns)
   verify  re-measure the kept commits of a session (--tag T, --runs N, --json); exits 1 if any did not reproduce
   integrity  report tampering with ratchet's evidence; --accept reseals it once you have looked
+  stop    end the session: no new experiments; the running one finishes (--cancel: cancel it)
   demo    run the scripted demo loop on examples/tiny-lm in a temporary repo
+  hook    Claude Code hooks: \`hook stop\` keeps the agent at an open session, \`hook session-start\` gives it the state (JSON on stdin)
+  codex-loop  run \`codex exec\` turn after turn until the session is finished (--max-turns N, --codex PATH, -- codex options)
+  show    one experiment in full: verdict, samples, diff and log tail (ratchet show <id> [--json])
+  dashboard  a live, read-only web page of the night (--port P, --host H; beyond loopback it needs the printed token)
+  report  the morning report: report.md, report.html, progress.png and progress.svg (--tag T, --out DIR; default .ratchet/report/<tag>/)
 
 The repo is --repo, else $CLAUDE_PROJECT_DIR, else the current directory.`;
 
@@ -34,6 +44,12 @@ async function main(argv: string[]): Promise<number> {
       runs: { type: 'string' },
       json: { type: 'boolean' },
       accept: { type: 'boolean' },
+      cancel: { type: 'boolean' },
+      'max-turns': { type: 'string' },
+      codex: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      out: { type: 'string' },
     },
   });
   if (values.help) {
@@ -41,6 +57,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0] ?? 'serve';
+  // Before any check that exits 2: a Stop hook that exits 2 blocks the stop, and a hook must never trap the agent.
+  if (command === 'hook') {
+    const { runHook } = await import('./hooks/command.js');
+    return runHook(positionals[1], values.repo ?? (process.env.CLAUDE_PROJECT_DIR || undefined));
+  }
   const repo = resolve(values.repo ?? process.env.CLAUDE_PROJECT_DIR ?? process.cwd());
   if (command !== 'demo' && (!existsSync(repo) || !statSync(repo).isDirectory())) {
     process.stderr.write(`ratchet: ${repo} is not a directory. Pass --repo with your project's path.\n`);
@@ -52,7 +73,7 @@ async function main(argv: string[]): Promise<number> {
     case 'init':
       return init(repo, values.force === true);
     case 'status':
-      return printStatus(repo);
+      return printStatus(repo, values.json === true);
     case 'verify': {
       const runs = values.runs === undefined ? 1 : Number(values.runs);
       if (!Number.isInteger(runs) || runs < 1 || runs > 100) {
@@ -65,6 +86,32 @@ async function main(argv: string[]): Promise<number> {
     case 'integrity': {
       const { runIntegrity } = await import('./verify-command.js');
       return runIntegrity(repo, { accept: values.accept === true, json: values.json === true });
+    }
+    case 'stop': {
+      const { runStop } = await import('./stop-command.js');
+      return runStop(repo, { cancel: values.cancel === true });
+    }
+    case 'show': {
+      const { runShow } = await import('./show-command.js');
+      return runShow(repo, positionals[1], { json: values.json === true });
+    }
+    case 'dashboard': {
+      const { runDashboard } = await import('./dashboard/command.js');
+      return runDashboard(repo, { port: values.port, host: values.host });
+    }
+    case 'codex-loop': {
+      const maxTurns = values['max-turns'] === undefined ? undefined : Number(values['max-turns']);
+      if (maxTurns !== undefined && (!Number.isInteger(maxTurns) || maxTurns < 1)) {
+        process.stderr.write('ratchet: --max-turns must be a whole number of at least 1.\n');
+        return 2;
+      }
+      const { runCodexLoop } = await import('./hooks/codex-loop.js');
+      const dashes = argv.indexOf('--');
+      return runCodexLoop({ repo, codex: values.codex, maxTurns, codexArgs: dashes === -1 ? [] : argv.slice(dashes + 1) });
+    }
+    case 'report': {
+      const { runReport } = await import('./report-command.js');
+      return runReport(repo, { tag: values.tag, out: values.out });
     }
     case 'demo': {
       const { runDemo } = await import('./demo.js');
@@ -95,6 +142,7 @@ async function serve(repo: string): Promise<number> {
   process.stdin.on('close', () => void shutdown('stdin closed'));
 
   await start();
+  keepSchemaCopy(repo, logger);
   const transport = new StdioServerTransport();
   transport.onclose = () => void shutdown('transport closed');
   await server.connect(transport);
@@ -102,29 +150,38 @@ async function serve(repo: string): Promise<number> {
   return new Promise<number>(() => {}); // runs until shutdown exits the process
 }
 
-function init(repo: string, force: boolean): number {
+/** A ratchet.json that names the schema copy in .ratchet/ finds it on any machine where the server has started. */
+function keepSchemaCopy(repo: string, logger: ReturnType<typeof createLogger>): void {
+  try {
+    const config = readFileSync(join(repo, CONFIG_FILE), 'utf8');
+    if (config.includes(LOCAL_SCHEMA)) refreshLocalSchema(repo);
+  } catch (err) {
+    logger.debug({ err }, 'no schema copy refreshed');
+  }
+}
+
+async function init(repo: string, force: boolean): Promise<number> {
   const file = join(repo, CONFIG_FILE);
   if (existsSync(file) && !force) {
     process.stderr.write(`ratchet: ${CONFIG_FILE} already exists. Edit it, or pass --force to overwrite it.\n`);
     return 1;
   }
-  writeFileSync(file, `${JSON.stringify(starterConfig(), null, 2)}\n`);
+  const $schema = schemaReference(repo);
+  // The schema copy lives in .ratchet/, which stays out of `git status` as it does once a server has run.
+  if ($schema.includes(LOCAL_SCHEMA)) await new Git(repo).excludeFromGit('/.ratchet/').catch(() => undefined);
+  writeFileSync(file, `${JSON.stringify({ ...starterConfig(), $schema }, null, 2)}\n`);
   process.stderr.write(`Wrote ${file}. Set editable, protected, run.command and metric for your project, then commit it.\n`);
   return 0;
 }
 
-async function printStatus(repo: string): Promise<number> {
+async function printStatus(repo: string, json: boolean): Promise<number> {
   const loop = new ResearchLoop({ repo, logger: createLogger({ stderr: false }) });
-  try {
+  return reportingFailure(async () => {
+    const s = await loop.status();
     // Printing to stdout is right here: this is the CLI, not the MCP server.
-    process.stdout.write(`${JSON.stringify(await loop.status(), null, 2)}\n`);
+    process.stdout.write(json ? `${JSON.stringify(s, null, 2)}\n` : statusText(s, { rule: s.session ? sessionRule(loop.ledger.activeSession()?.config) : null }));
     return 0;
-  } catch (err) {
-    process.stderr.write(`ratchet: ${isRatchetError(err) ? err.toText() : String(err)}\n`);
-    return 1;
-  } finally {
-    loop.close();
-  }
+  }, () => loop.close());
 }
 
 main(process.argv.slice(2)).then(

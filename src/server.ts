@@ -1,4 +1,4 @@
-// createServer(repo): the MCP layer — tools, the `loop` prompt and the program resource — over an MCP-free core.
+// createServer(repo): the MCP layer — tools, the `loop` prompt, the program and report resources — over an MCP-free core.
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,28 @@ export function createServer(opts: Omit<LoopOptions, 'logger'> & { logger: Logge
     'ratchet://program.md',
     { title: 'program.md', description: 'The research loop\'s instructions for the agent.', mimeType: 'text/markdown' },
     (uri) => ({ contents: [{ uri: uri.href, mimeType: 'text/markdown', text: renderProgram(opts.repo) }] }),
+  );
+  // The morning report and its chart, of the active session or else the latest; an error says what to do when there is none.
+  // Loaded on first read: Vega and resvg would add most of a second to every server start.
+  const reporting = () => import('./core/report/report.js');
+  const report = async () => (await reporting()).currentReportData(opts.repo, loop).catch((err: unknown) => Promise.reject(isRatchetError(err) ? new Error(err.toText()) : err));
+  server.registerResource(
+    'report',
+    'ratchet://report',
+    { title: 'Morning report', description: 'The session so far: baseline to best with intervals, kept changes, rejected ideas, crashes, noise, plateau and caps.', mimeType: 'text/markdown' },
+    async (uri) => ({ contents: [{ uri: uri.href, mimeType: 'text/markdown', text: (await reporting()).reportMarkdown(await report(), { chart: 'ratchet://chart.png' }) }] }),
+  );
+  server.registerResource(
+    'chart.png',
+    'ratchet://chart.png',
+    { title: 'Progress chart (PNG)', description: 'Every run over experiment number: kept green, discarded grey, the running best, the baseline noise band.', mimeType: 'image/png' },
+    async (uri) => ({ contents: [{ uri: uri.href, mimeType: 'image/png', blob: await reporting().then(async (r) => r.chartPng(await r.renderChartSvg(await report())).toString('base64')) }] }),
+  );
+  server.registerResource(
+    'chart.svg',
+    'ratchet://chart.svg',
+    { title: 'Progress chart (SVG)', description: 'The progress chart as SVG.', mimeType: 'image/svg+xml' },
+    async (uri) => ({ contents: [{ uri: uri.href, mimeType: 'image/svg+xml', text: await (await reporting()).renderChartSvg(await report()) }] }),
   );
 
   return {

@@ -26,6 +26,7 @@ export async function createCandidate(ctx: LoopContext, session: SessionRow, con
   if (scan.violations.length) {
     const refused = ctx.ledger.createRefused({ ...base, reason: `edit surface violated by ${scan.violations.map((v) => v.path).join(', ')}`, violations: scan.violations });
     ctx.log.warn({ id: refused.id, violations: scan.violations }, 'experiment refused');
+    ctx.writeResults(session); // a refusal is a final line of results.tsv and refusals.tsv at once, not at the next decision
     throw refusals.surfaceRefused(refused.id, describeViolations(scan.violations), config.editable, scan.violations);
   }
   if (!scan.changed.length) throw refusals.nothingToTry(config.editable);

@@ -19,6 +19,12 @@ export const LIMITS = {
   keepCrashed: 100,
   /** Globs, inputs, metric names, constraints: far more than any real config lists. */
   listItems: 1000,
+  /** limits.maxExperiments and limits.maxRuns. */
+  caps: 10_000_000,
+  /** limits.deadline as a duration: 30 days. */
+  deadlineSeconds: 30 * 24 * 3600,
+  /** limits.maxCost amounts and prices. */
+  money: 1e12,
   /** Any single string: commands, globs, patterns, env values. */
   stringChars: 64 * 1024,
 } as const;
@@ -76,6 +82,90 @@ const RepoPath = Text.min(1).superRefine((path, ctx) => {
     ctx.addIssue({ code: 'custom', message: `"${path}" is inside .git or .ratchet, which runs never see` });
   }
 });
+
+/** A duration such as "8h", "90m" or "1h30m": the parts add up. */
+const DURATION = /^(?:\d+(?:\.\d+)?[smhd])+$/;
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+// A date-time needs its zone: a bare local time means a different moment on another machine.
+const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})$/;
+
+/** Seconds in a duration such as "1h30m", or null when the text is not one. */
+export function durationSeconds(text: string): number | null {
+  if (!DURATION.test(text)) return null;
+  let total = 0;
+  for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)([smhd])/g)) total += Number(n) * UNIT_SECONDS[unit!]!;
+  return total;
+}
+
+const Deadline = Text.superRefine((text, ctx) => {
+  const seconds = durationSeconds(text);
+  if (seconds !== null) {
+    if (seconds <= 0 || seconds > LIMITS.deadlineSeconds) ctx.addIssue({ code: 'custom', message: `"${text}" must be more than 0 and at most 30 days ("30d")` });
+  } else if (!ISO_DATE_TIME.test(text) || !Number.isFinite(Date.parse(text))) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is neither a duration from the session start ("8h", "90m", "1h30m") nor an ISO date-time with a zone ("2026-12-02T07:00:00Z")` });
+  }
+});
+
+const Money = z.number().positive().max(LIMITS.money, `at most ${LIMITS.money}`);
+
+const Limits = z
+  .object({
+    maxExperiments: z
+      .number()
+      .int()
+      .min(1)
+      .max(LIMITS.caps, `at most ${LIMITS.caps}`)
+      .optional()
+      .describe('Candidates the session may run (repeats and refusals do not count); past it run_experiment is refused.'),
+    maxRuns: z
+      .number()
+      .int()
+      .min(1)
+      .max(LIMITS.caps, `at most ${LIMITS.caps}`)
+      .optional()
+      .describe('Runs the session may spend, every one counted: baseline calibration, repeats and re-measurements of the best. An experiment already started finishes its repeats.'),
+    deadline: Deadline.optional().describe('When the session ends: a duration from its start ("8h", "90m", "1h30m") or an ISO date-time with a zone ("2026-12-02T07:00:00Z").'),
+    maxConsecutiveCrashes: z
+      .number()
+      .int()
+      .min(1)
+      .max(LIMITS.listItems, `at most ${LIMITS.listItems}`)
+      .optional()
+      .describe('Crashed or timed-out experiments in a row that end the session (something is broken that the agent is not fixing).'),
+    maxCost: z
+      .discriminatedUnion('source', [
+        z
+          .object({
+            amount: Money.describe('The most the session may cost.'),
+            source: z.literal('gpu-hours'),
+            pricePerGpuHour: Money.describe('Price of one GPU for one hour; a run without GPUs counts as one.'),
+          })
+          .strict(),
+        z
+          .object({
+            amount: Money.describe('The most the session may cost, in the metric\'s unit.'),
+            source: z.literal('metric'),
+            metric: MetricName.describe('A metric the runs print (listed in metric.secondary), summed over every run.'),
+          })
+          .strict(),
+      ])
+      .optional()
+      .describe('Cost cap: run durations x GPUs x price ("gpu-hours"), or the sum of a cost metric the runs print ("metric").'),
+  })
+  .strict()
+  .optional()
+  .describe('Caps on the night: past any of them run_experiment is refused and status says the session is finished. A run already going finishes; keep and revert stay allowed.');
+
+export const NOTIFY_EVENTS = ['keep', 'crash_streak', 'plateau', 'cap_reached', 'session_end'] as const;
+
+const Notify = z
+  .object({
+    command: Text.trim().min(1).describe('Shell command (run with /bin/sh -c in the repo) that gets each event as JSON on stdin, with RATCHET_EVENT and RATCHET_SUMMARY set; killed after 10 s.'),
+    events: z.array(z.enum(NOTIFY_EVENTS)).min(1).optional().describe('Events to send; default all of them.'),
+  })
+  .strict()
+  .optional()
+  .describe('A command told about keeps, crash streaks, plateaus, caps reached and the session\'s end. Its failures are logged and never disturb the loop.');
 
 const Constraint = z
   .object({
@@ -204,6 +294,8 @@ export const ConfigSchema = z
       .strict()
       .prefault({})
       .describe('The per-run workspaces that runs and evaluate steps execute in.'),
+    limits: Limits,
+    notify: Notify,
   })
   .strict()
   .superRefine((config, ctx) => {
@@ -213,6 +305,10 @@ export const ConfigSchema = z
       if (glob) {
         ctx.addIssue({ code: 'custom', path: ['run', 'inputs', i], message: `"${input}" overlaps editable glob "${glob}"; inputs are read-only, so keep them outside the edit surface` });
       }
+    }
+    const cost = config.limits?.maxCost;
+    if (cost?.source === 'metric' && !(config.metric?.secondary ?? []).includes(cost.metric)) {
+      ctx.addIssue({ code: 'custom', path: ['limits', 'maxCost', 'metric'], message: `"${cost.metric}" is not recorded; add it to metric.secondary so each run's value is kept` });
     }
   });
 

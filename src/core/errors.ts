@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'locked'
   | 'sandbox_unavailable'
   | 'tampered'
+  | 'session_finished'
   | 'internal';
 
 export class RatchetError extends Error {

@@ -8,6 +8,7 @@ export type {
   SessionRow,
   ExperimentRow,
   SampleRow,
+  SessionEndRow,
   Measurement,
   ExperimentState,
   FinalState,

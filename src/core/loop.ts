@@ -13,11 +13,14 @@ import { repeatUntilDecided } from './repeats.js';
 import * as reports from './reports.js';
 import { allocateGpus, requireOnBranch, startSession } from './session.js';
 import { acquireServerLock, releaseServerLock, type LockHolder } from './server-lock.js';
+import { SessionEvents } from './session-events.js';
+import { stopSession, type Stopped } from './stop.js';
 import type { ExperimentView, MetricReport, SessionView, Status } from './views.js';
 import type { Progress } from './reports.js';
 
 export type { LoopOptions } from './context.js';
 export type { Progress } from './reports.js';
+export type { Stopped } from './stop.js';
 export const DEFAULT_WAIT_SECONDS = 45;
 export const MAX_WAIT_SECONDS = 50;
 const PROGRESS_EVERY_MS = 3_000;
@@ -30,6 +33,8 @@ export class ResearchLoop {
   private readonly ctx: LoopContext;
   private readonly driver: Driver;
   private readonly integrity: Integrity;
+  /** Keeps, crash streaks, plateaus, caps and stops, told to notify.command. */
+  private readonly events: SessionEvents;
   /** Set when another live server drives this repo: this one answers reads only. */
   private heldBy: LockHolder | null = null;
   // Tool calls arrive concurrently (agents do send parallel calls); every call that changes git or
@@ -43,6 +48,7 @@ export class ResearchLoop {
     this.driver = new Driver(this.ctx);
     this.driver.repeatUntilDecided = (id) => repeatUntilDecided(this.ctx, this.driver, id);
     this.integrity = new Integrity(this.ctx);
+    this.events = new SessionEvents(this.ctx);
   }
 
   /** The ledger, for the CLI and tests that read it; tools go through the verbs below. */
@@ -60,6 +66,7 @@ export class ResearchLoop {
     return this.exclusive(async () => {
       const started = await startSession(this.ctx, this.driver, input);
       await this.integrity.seal(started.session);
+      this.events.follow(started.baseline.id, this.driver.drive(started.baseline.id));
       return { ...started, session: reports.sessionView(this.ctx, started.session), baseline: reports.experimentView(this.ctx, started.baseline) };
     });
   }
@@ -69,6 +76,7 @@ export class ResearchLoop {
   runExperiment(input: { description: string; hypothesis?: string }): Promise<ExperimentView> {
     return this.exclusive(async () => {
       const { session, config } = this.ctx.requireSession();
+      this.events.refuseIfFinished(session, config);
       const inFlight = this.ctx.ledger.unfinishedExperiments()[0];
       if (inFlight) throw refusals.busy(inFlight.id);
       const pending = this.ctx.awaitingDecision(session);
@@ -79,6 +87,7 @@ export class ResearchLoop {
       const diffStats = this.ctx.git.diffStats(session.bestCommit, candidate.commit!).then((stats) => this.ctx.ledger.recordDiffStats(candidate.id, stats));
       const launched = await this.driver.launch(candidate, config, 'run', await allocateGpus(this.ctx, config));
       await diffStats.catch((err: unknown) => this.ctx.log.warn({ err, id: candidate.id }, 'could not count the diff'));
+      this.events.follow(launched.id, this.driver.drive(launched.id));
       return reports.experimentView(this.ctx, this.ctx.ledger.experiment(launched.id)!);
     }, { evidenceRefs: true });
   }
@@ -129,6 +138,7 @@ export class ResearchLoop {
       const updated = this.ctx.ledger.session(session.id)!;
       // The index sync that follows the branch move runs alongside the seal; both are done when keep returns.
       await Promise.all([this.integrity.seal(updated), this.ctx.git.settled()]);
+      this.events.afterKeep(session, this.ctx.ledger.experiment(e.id)!);
       return { experiment: reports.experimentView(this.ctx, this.ctx.ledger.experiment(e.id)!), session: reports.sessionView(this.ctx, updated) };
     }, { evidenceRefs: true });
   }
@@ -147,6 +157,7 @@ export class ResearchLoop {
       await this.onBranch();
       const result = await revert(this.ctx, session, config, e);
       await this.integrity.seal(session);
+      this.events.afterRevert(session, result.experiment);
       return { ...result, experiment: result.experiment ? reports.experimentView(this.ctx, result.experiment) : null };
     });
   }
@@ -170,6 +181,15 @@ export class ResearchLoop {
       }
       return reports.experimentView(this.ctx, this.ctx.ledger.experiment(id)!);
     });
+  }
+
+  /** The user ends the session: nothing new runs; the running experiment finishes, or is cancelled when asked. */
+  async stopSession(input: { cancel?: boolean; by: 'cli' | 'tool' }): Promise<Stopped> {
+    const stopped = await this.exclusive(async () => stopSession(this.ctx, input));
+    const cancelled = input.cancel && stopped.running ? await this.cancelExperiment(stopped.running.id) : null;
+    if (stopped.recorded) this.events.stopped(stopped.session, stopped.end, cancelled?.id ?? null);
+    const running = stopped.running && !cancelled ? reports.experimentView(this.ctx, this.ctx.ledger.experiment(stopped.running.id)!) : null;
+    return { finished: stopped.finished, alreadyStopped: !stopped.recorded, cancelled, running };
   }
 
   // ---------------------------------------------------------------- reading
@@ -221,7 +241,7 @@ export class ResearchLoop {
         continue;
       }
       this.ctx.log.info({ id: e.id, phase: e.phase }, 're-attaching after restart');
-      void this.driver.drive(e.id);
+      this.events.follow(e.id, this.driver.drive(e.id));
     }
     return unfinished.map((e) => e.id);
   }
@@ -237,6 +257,7 @@ export class ResearchLoop {
   async settle(): Promise<void> {
     await Promise.allSettled([...this.ctx.drivers.values()]);
     await this.flush();
+    await this.events.notifier.settled();
   }
 
   /** Finishes the background writes of decisions already made: the index sync and the evidence bundle. */

@@ -2,6 +2,7 @@
 import { RatchetError } from './errors.js';
 import { formatNumber } from './format.js';
 import type { Finding } from './integrity.js';
+import { finishedSentence } from './limits.js';
 import type { SandboxReport } from './executor/executor.js';
 import type { ConstraintCheck, DecisionReport } from './views.js';
 
@@ -17,6 +18,15 @@ export const unknownExperiment = (id: number, tag?: string) =>
 
 export const noExperimentYet = () =>
   new RatchetError('unknown_experiment', 'This session has no experiment yet.', 'Call start_session, or run_experiment after editing.');
+
+/** Past a cap of limits, or after the user's stop: nothing new runs, decisions on what ran stay allowed. */
+export const sessionFinished = (tag: string, finished: { reason: string; stopped: boolean }) =>
+  new RatchetError(
+    'session_finished',
+    `${finishedSentence(tag, finished)} No more experiments run in it.`,
+    'Stop here: keep or revert a measured experiment if one awaits a decision, then summarise the session for the user (status shows where it ended).',
+    { tag, ...finished },
+  );
 
 export const lockedByAnotherServer = (holder: { pid: number; since: string }) =>
   new RatchetError(

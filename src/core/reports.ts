@@ -14,6 +14,7 @@ import { readLogPage, type LogPage } from './log-reader.js';
 import { compileGrep } from './safe-regex.js';
 import * as refusals from './refusals.js';
 import { formatNumber } from './format.js';
+import { finishedSentence, limitsReport, sessionFinished } from './limits.js';
 import { currentReport } from './repeats.js';
 import { readLogTail } from './runner/runner.js';
 import { minimumDetectableEffect, summarize } from './statistics.js';
@@ -100,7 +101,7 @@ export function noiseReport(ctx: LoopContext, session: SessionRow, config: Confi
   };
 }
 
-function plateau(ctx: LoopContext, session: SessionRow, config: Config): Status['plateau'] {
+export function plateau(ctx: LoopContext, session: SessionRow, config: Config): NonNullable<Status['plateau']> {
   const window = config.decision.plateauWindow;
   const recent = ctx.ledger
     .listExperiments(session.id, { limit: window })
@@ -193,6 +194,7 @@ export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findin
   }
   const pending = session ? ctx.awaitingDecision(session) : undefined;
   const plateauNow = session && config ? plateau(ctx, session, config) : null;
+  const finished = session && config ? sessionFinished(ctx, session, config) : null;
   const advice: string[] = [];
   if (session && config && !config.evaluate && ctx.ledger.countMetricRepeats(session.id) > 0) {
     advice.push('Some runs printed the metric line more than once. Without an evaluate step the run reports its own metric; add an "evaluate" command to ratchet.json so a trusted step computes it.');
@@ -203,6 +205,8 @@ export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findin
     noise: session && config ? noiseReport(ctx, session, config) : null,
     plateau: plateauNow,
     runsSpent: session ? ctx.ledger.runsSpent(session.id).runs : 0,
+    finished,
+    limits: session && config ? limitsReport(ctx, session, config) : null,
     counts: session ? ctx.ledger.countsByState(session.id) : {},
     running: runningView,
     awaitingDecision: pending?.id ?? null,
@@ -214,15 +218,29 @@ export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findin
     resultsTsv: ctx.resultsTsvPath,
     next: extra.readOnlyHolder
       ? `This server is read-only: another ratchet server (pid ${extra.readOnlyHolder.pid}) drives this repo.`
-      : nextStep(session, runningView, pending, configError, plateauNow?.message ?? null, extra.findings),
+      : nextStep(session, runningView, pending, configError, plateauNow?.message ?? null, extra.findings, finished),
   };
 }
 
-function nextStep(session: SessionRow | undefined, running: Status['running'], pending: ExperimentRow | undefined, configError: string | null, plateauMessage: string | null, findings: Finding[]): string {
+function nextStep(
+  session: SessionRow | undefined,
+  running: Status['running'],
+  pending: ExperimentRow | undefined,
+  configError: string | null,
+  plateauMessage: string | null,
+  findings: Finding[],
+  finished: Status['finished'] = null,
+): string {
   if (findings.length) return 'ratchet found its evidence changed outside ratchet (see integrity.findings); keep is refused until the user runs `ratchet verify` and `ratchet integrity --accept`.';
   if (configError && !session) return 'Fix ratchet.json (see config.error), then call start_session.';
   if (configError) return 'ratchet.json changed since the session pinned it and is now invalid: restore it (git checkout -- ratchet.json); the session keeps using its pinned rules.';
   if (!session) return 'Call start_session to create the branch and measure the baseline.';
+  if (finished) {
+    const end = finishedSentence(session.tag, finished);
+    if (running) return `${end} Experiment ${running.id} still runs to its end: call wait_experiment {id: ${running.id}}, then keep or revert it.`;
+    if (pending) return `${end} Experiment ${pending.id} awaits a decision: read_metric, then keep or revert.`;
+    return `${end} No more experiments run: summarise the session for the user and stop.`;
+  }
   if (running) return `Experiment ${running.id} is running: call wait_experiment {id: ${running.id}}.`;
   if (pending) return `Experiment ${pending.id} awaits a decision: read_metric, then keep or revert.`;
   return plateauMessage ? `${plateauMessage} Otherwise edit the editable files with one idea, then call run_experiment.` : 'Edit the editable files with one idea, then call run_experiment.';

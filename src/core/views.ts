@@ -118,6 +118,25 @@ export const SessionViewSchema = z.object({
 });
 export type SessionView = z.infer<typeof SessionViewSchema>;
 
+const CapUseSchema = z.object({ used: z.number(), limit: z.number().nullable().describe('null: no cap set.'), reached: z.boolean() });
+
+export const LimitsSchema = z.object({
+  experiments: CapUseSchema.describe('Candidates run (limits.maxExperiments).'),
+  runs: CapUseSchema.describe('Runs spent, calibration and repeats included (limits.maxRuns).'),
+  deadline: CapUseSchema.extend({ at: z.string().nullable().describe('When the session ends.') }).describe('Seconds since the session started, of the seconds limits.deadline allows.'),
+  consecutiveCrashes: CapUseSchema.describe('Crashed or timed-out experiments in a row (limits.maxConsecutiveCrashes).'),
+  cost: CapUseSchema.extend({ unit: z.string() }).nullable().describe('What the session cost so far (limits.maxCost); null without that cap.'),
+});
+export type Limits = z.infer<typeof LimitsSchema>;
+
+export const FinishedSchema = z.object({
+  reason: z.string(),
+  at: z.string().nullable().describe('When it ended, where known.'),
+  stopped: z.boolean().describe('The user stopped it (ratchet stop or stop_session); else a cap was reached.'),
+  cap: z.string().nullable().describe('The limits key that was reached.'),
+});
+export type Finished = z.infer<typeof FinishedSchema>;
+
 export const StatusSchema = z.object({
   session: SessionViewSchema.nullable(),
   counts: z.record(z.string(), z.number()),
@@ -141,6 +160,8 @@ export const StatusSchema = z.object({
     .nullable()
     .describe('Whether recent experiments stopped bringing significant improvements.'),
   runsSpent: z.number().int().describe('Runs in this session, repeats and calibration included.'),
+  finished: FinishedSchema.nullable().describe('Set once the user stopped the session or a cap of limits was reached: no more experiments run.'),
+  limits: LimitsSchema.nullable().describe('Each cap of limits: used, limit and whether it is reached.'),
   next: z.string().describe('What to do next.'),
 });
 export type Status = z.infer<typeof StatusSchema>;

@@ -1,7 +1,7 @@
 // cancel_experiment: stop a running experiment's whole process tree and record it as cancelled.
 import { defineTool } from './define.js';
 import { ExperimentViewSchema } from '../core/views.js';
-import { describeExperiment } from './describe.js';
+import { describeExperiment, experimentFacts } from './describe.js';
 import { experimentIdField } from './wait-experiment.js';
 
 export const cancelExperiment = defineTool({
@@ -16,4 +16,5 @@ export const cancelExperiment = defineTool({
     const experiment = await loop.cancelExperiment(args.id);
     return { summary: describeExperiment(experiment), experiment };
   },
+  text: (r) => experimentFacts(r.experiment),
 });

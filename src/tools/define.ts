@@ -39,6 +39,11 @@ export interface ToolDefinition<I extends z.ZodRawShape, O extends z.ZodRawShape
   input: I;
   output: O;
   handler: (args: z.infer<z.ZodObject<I>>, ctx: ToolContext) => Promise<z.infer<z.ZodObject<O>> & { summary: string }>;
+  /**
+   * The lines after the summary in the result's text: the few facts the agent acts on, compact.
+   * The structured content carries the whole result; repeating it as pretty JSON doubled every result in the agent's context.
+   */
+  text?: (result: z.infer<z.ZodObject<O>>) => string[];
 }
 
 export type AnyToolDefinition = ToolDefinition<z.ZodRawShape, z.ZodRawShape>;
@@ -47,6 +52,18 @@ export const summaryField = { summary: z.string().describe('One line for a perso
 
 export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(def: ToolDefinition<I, O>): AnyToolDefinition {
   return def as unknown as AnyToolDefinition;
+}
+
+/** Fallback text for a tool without its own: one `key: value` line per field that has a value, values as compact JSON. */
+export function compactLines(result: Record<string, unknown>): string[] {
+  return Object.entries(result)
+    .filter(([key, v]) => key !== 'summary' && v !== null && v !== undefined && !(Array.isArray(v) && v.length === 0))
+    .map(([key, v]) => `${key}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+}
+
+/** The text content of a result: the summary line, then the tool's compact lines. */
+export function resultText(def: AnyToolDefinition, result: Record<string, unknown> & { summary: string }): string {
+  return [result.summary, ...(def.text ? def.text(result as never) : compactLines(result))].join('\n');
 }
 
 export function errorResult(err: unknown): CallToolResult {
@@ -79,7 +96,7 @@ export function registerTool(server: McpServer, def: AnyToolDefinition, getLoop:
       };
       try {
         const result = await def.handler(args as never, { loop: getLoop(), log, progress });
-        return { structuredContent: result, content: [{ type: 'text', text: JSON.stringify(result, null, 2) }] };
+        return { structuredContent: result, content: [{ type: 'text', text: resultText(def, result) }] };
       } catch (err) {
         if (!isRatchetError(err)) log.error({ err, tool: def.name }, 'tool failed');
         else log.info({ tool: def.name, code: err.code }, err.message.split('\n')[0]);

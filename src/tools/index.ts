@@ -10,6 +10,7 @@ import { status } from './status.js';
 import { listExperiments } from './list-experiments.js';
 import { readLog } from './read-log.js';
 import { cancelExperiment } from './cancel-experiment.js';
+import { stopSession } from './stop-session.js';
 
 export const tools: AnyToolDefinition[] = [
   startSession,
@@ -22,4 +23,5 @@ export const tools: AnyToolDefinition[] = [
   listExperiments,
   readLog,
   cancelExperiment,
+  stopSession,
 ];

@@ -4,6 +4,8 @@ import { defineTool } from './define.js';
 import { ExperimentViewSchema, SessionViewSchema } from '../core/views.js';
 import { experimentIdField } from './wait-experiment.js';
 import { cleanText } from '../core/arguments.js';
+import { experimentFacts } from './describe.js';
+import { formatNumber } from '../core/format.js';
 
 export const keep = defineTool({
   name: 'keep',
@@ -29,4 +31,8 @@ export const keep = defineTool({
       session,
     };
   },
+  text: ({ experiment, session: s }) => [
+    ...experimentFacts(experiment),
+    `best: ${s.metricName} ${s.bestMetric} (experiment ${s.bestExperimentId}) vs baseline ${s.baselineMetric === null ? 'n/a' : formatNumber(s.baselineMetric)}, ${s.direction}`,
+  ],
 });

@@ -33,4 +33,6 @@ export const readLog = defineTool({
     const page = await loop.readLog(args);
     return { summary: `${page.lines.length} line(s)${args.grep ? ' matching' : ''} from a ${page.totalBytes}-byte log${page.nextOffset !== null ? `; more from offset ${page.nextOffset}` : ''}.`, ...page };
   },
+  // The lines are the data; each opens with its byte offset, which read_log takes as offset.
+  text: (page) => page.lines.map((l) => `${l.offset}: ${l.text}`),
 });

@@ -1,6 +1,7 @@
 // read_metric: the measured result next to the current best, the statistical verdict, constraints, and a crash's log tail.
 import { defineTool } from './define.js';
-import { MetricReportSchema } from '../core/views.js';
+import { MetricReportSchema, type MetricReport } from '../core/views.js';
+import { experimentFacts, shortText } from './describe.js';
 import { experimentIdField } from './wait-experiment.js';
 
 export const readMetric = defineTool({
@@ -27,6 +28,35 @@ export const readMetric = defineTool({
           : `Experiment ${e.id}: ${report.metricName} ${e.metric}${c && c.bestMetric !== null && c.bestId !== e.id && c.delta !== null ? ` vs best ${c.bestMetric} (delta ${Number(c.delta!.toPrecision(6))}, ${c.improved ? 'improved' : 'not improved'})` : ''}; ${report.keepable ? 'keep would accept it' : 'keep would refuse it'}.`;
     return { summary, ...report };
   },
+  text: (report) => [...experimentFacts(report.experiment), ...metricFacts(report)],
 });
 
 const round = (n: number | null) => (n === null ? 'n/a' : Number(n.toPrecision(6)));
+const interval = (i: [number, number] | null) => (i ? ` [${round(i[0])}, ${round(i[1])}]` : '');
+/** A crash's last lines in the text; the structured content has up to 50, read_log the rest. */
+const TAIL_LINES_IN_TEXT = 20;
+
+function metricFacts(r: MetricReport): string[] {
+  const lines: string[] = [];
+  const c = r.comparison;
+  if (c && c.bestId !== null && c.bestId !== r.experiment.id) lines.push(`best: experiment ${c.bestId} at ${round(c.bestMetric)}; delta ${round(c.delta)} (${c.direction}, ${c.improved ? 'improved' : c.equal ? 'equal' : 'not improved'})`);
+  if (r.constraints.length) {
+    lines.push(`constraints: ${r.constraints.map((k) => `${k.metric} ${k.value ?? 'missing'}${k.min !== undefined ? ` >= ${k.min}` : ''}${k.max !== undefined ? ` <= ${k.max}` : ''} ${k.ok ? 'ok' : 'FAILED'}`).join('; ')}`);
+  }
+  const d = r.decision;
+  if (d && d.rule === 'significant') {
+    lines.push(
+      `decision: ${d.verdict}; candidate ${round(d.candidate.mean)}${interval(d.candidate.interval)} n=${d.candidate.n}, best ${round(d.best.mean)}${interval(d.best.interval)} n=${d.best.n}; ` +
+        `effect ${round(d.effect)}${interval(d.effectInterval)}; ${d.runsSpent} run(s)`,
+    );
+  }
+  if (d) lines.push(`why: ${d.why}`);
+  if (r.noise && r.noise.sd !== null) {
+    lines.push(`noise: sd ${round(r.noise.sd)} over ${r.noise.samples} calibration run(s)${r.noise.minDetectableEffect !== null ? `; smallest detectable effect ${round(r.noise.minDetectableEffect)}` : ''}`);
+  }
+  if (r.logTail?.length) {
+    const tail = r.logTail.slice(-TAIL_LINES_IN_TEXT).map((l) => shortText(l, 200));
+    lines.push(`log tail (last ${tail.length} of ${r.logTail.length} line(s); read_log {id: ${r.experiment.id}} for more):`, ...tail);
+  }
+  return lines;
+}

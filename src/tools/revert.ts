@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { defineTool } from './define.js';
 import { ExperimentViewSchema } from '../core/views.js';
 import { experimentIdField } from './wait-experiment.js';
+import { experimentFacts } from './describe.js';
 
 export const revert = defineTool({
   name: 'revert',
@@ -26,4 +27,5 @@ export const revert = defineTool({
       ...result,
     };
   },
+  text: (r) => [...(r.experiment ? experimentFacts(r.experiment) : []), ...(r.removedUntracked.length ? [`removed untracked: ${r.removedUntracked.join(', ')}`] : [])],
 });

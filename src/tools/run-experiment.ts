@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { defineTool } from './define.js';
 import { ExperimentViewSchema } from '../core/views.js';
 import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from '../core/loop.js';
-import { describeExperiment } from './describe.js';
+import { describeExperiment, experimentFacts } from './describe.js';
 import { cleanText } from '../core/arguments.js';
 
 export const waitSecondsField = z
@@ -37,4 +37,5 @@ export const runExperiment = defineTool({
     const experiment = started.state === 'running' ? await loop.waitExperiment(started.id, args.wait_seconds ?? DEFAULT_WAIT_SECONDS, progress) : started;
     return { summary: describeExperiment(experiment), experiment };
   },
+  text: (r) => experimentFacts(r.experiment),
 });

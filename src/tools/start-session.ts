@@ -39,4 +39,9 @@ export const startSession = defineTool({
       baseline,
     };
   },
+  // The summary has the sandbox and the warnings already.
+  text: ({ session, sandbox }) => [
+    `metric: ${session.metricName}, ${session.direction}; base commit ${session.baseCommit.slice(0, 7)}`,
+    ...(sandbox.install ? [`sandbox install: ${sandbox.install}`] : []),
+  ],
 });

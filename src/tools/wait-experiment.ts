@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { defineTool } from './define.js';
 import { ExperimentViewSchema } from '../core/views.js';
 import { DEFAULT_WAIT_SECONDS } from '../core/loop.js';
-import { describeExperiment } from './describe.js';
+import { describeExperiment, experimentFacts } from './describe.js';
 import { waitSecondsField } from './run-experiment.js';
 
 export const experimentIdField = z
@@ -26,4 +26,5 @@ export const waitExperiment = defineTool({
     const experiment = await loop.waitExperiment(args.id, args.wait_seconds ?? DEFAULT_WAIT_SECONDS, progress);
     return { summary: describeExperiment(experiment), experiment };
   },
+  text: (r) => experimentFacts(r.experiment),
 });

@@ -1,7 +1,7 @@
 // The ratchet command line: init, status, usage errors, and a second server on the same repo.
 import { describe, it, expect, afterAll } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,22 +29,44 @@ describe('ratchet init', () => {
     expect(again.stderr).toContain('--force');
     expect(readFileSync(join(dir, 'ratchet.json'), 'utf8')).toBe('{"mine": true}');
   });
+
+  it('points $schema at a file that exists: the installed package when the project has it, else a copy in .ratchet/', () => {
+    const shipped = readFileSync(fileURLToPath(new URL('../../schema/ratchet.schema.json', import.meta.url)), 'utf8');
+    // Installed globally or from a checkout: nothing under node_modules, so the copy in .ratchet/ is named and written.
+    const plain = mkdtempSync(join(tmpdir(), 'ratchet-init-'));
+    execFileSync('git', ['init', '-q'], { cwd: plain });
+    expect(ratchet(['init', '--repo', plain]).status).toBe(0);
+    const ref = JSON.parse(readFileSync(join(plain, 'ratchet.json'), 'utf8')).$schema as string;
+    expect(ref).toBe('./.ratchet/ratchet.schema.json');
+    expect(readFileSync(join(plain, ref), 'utf8')).toBe(shipped);
+    // and .ratchet/ stays out of `git status`
+    expect(execFileSync('git', ['status', '--porcelain'], { cwd: plain }).toString()).toBe('?? ratchet.json\n');
+    // A project that depends on the package gets the package's own copy.
+    const dependent = mkdtempSync(join(tmpdir(), 'ratchet-init-'));
+    mkdirSync(join(dependent, 'node_modules', 'ratchet-mcp', 'schema'), { recursive: true });
+    writeFileSync(join(dependent, 'node_modules', 'ratchet-mcp', 'schema', 'ratchet.schema.json'), shipped);
+    expect(ratchet(['init', '--repo', dependent]).status).toBe(0);
+    const dependentRef = JSON.parse(readFileSync(join(dependent, 'ratchet.json'), 'utf8')).$schema as string;
+    expect(dependentRef).toBe('./node_modules/ratchet-mcp/schema/ratchet.schema.json');
+    expect(existsSync(join(dependent, dependentRef))).toBe(true);
+    expect(existsSync(join(dependent, '.ratchet'))).toBe(false);
+  });
 });
 
 describe('ratchet status', () => {
-  it('prints the status tool\'s JSON, including a config error naming the key', () => {
-    const ok = ratchet(['status', '--repo', repo.dir]);
+  it('prints the status tool\'s JSON with --json, including a config error naming the key', () => {
+    const ok = ratchet(['status', '--repo', repo.dir, '--json']);
     expect(ok.status).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ session: null, config: { valid: true } });
     const dir = mkdtempSync(join(tmpdir(), 'ratchet-bad-'));
     writeFileSync(join(dir, 'ratchet.json'), JSON.stringify({ editable: ['x'], run: { command: 'x', budgetSeconds: 'soon' }, metric: { name: 'm', direction: 'minimize' } }));
-    const bad = JSON.parse(ratchet(['status', '--repo', dir]).stdout);
+    const bad = JSON.parse(ratchet(['status', '--repo', dir, '--json']).stdout);
     expect(bad.config.valid).toBe(false);
     expect(bad.config.error).toContain('run.budgetSeconds');
   });
 
   it('takes the repo from CLAUDE_PROJECT_DIR when --repo is absent', () => {
-    const r = spawnSync(process.execPath, [CLI, 'status'], { cwd: tmpdir(), encoding: 'utf8', env: { ...process.env, CLAUDE_PROJECT_DIR: repo.dir } });
+    const r = spawnSync(process.execPath, [CLI, 'status', '--json'], { cwd: tmpdir(), encoding: 'utf8', env: { ...process.env, CLAUDE_PROJECT_DIR: repo.dir } });
     expect(JSON.parse(r.stdout).ledger).toBe(join(repo.dir, '.ratchet', 'ratchet.db'));
   });
 });

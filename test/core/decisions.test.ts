@@ -200,7 +200,7 @@ describe('pruning', () => {
     expect(step).toBeLessThan(20);
     expect((await loop.readMetric(bad.id)).keepable).toBe(false);
     expect((await rejection(loop.keep({ id: bad.id, force: true, reason: 'x' }))).message).toMatch(/pruned, not measured/);
-    expect(readFileSync(loop.resultsTsvPath, 'utf8')).toMatch(/discard\tscore 1\.5/);
+    expect(readFileSync(loop.resultsTsvPath, 'utf8')).toMatch(/pruned\tscore 1\.5/);
     await loop.revert({ id: bad.id });
 
     // A better candidate runs its curve to the end.

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Ledger, MIGRATIONS } from '../../src/core/ledger.js';
+import { Ledger, MIGRATIONS, SCHEMA_VERSION } from '../../src/core/ledger.js';
 
 function freshLedger() {
   const path = join(mkdtempSync(join(tmpdir(), 'ratchet-chain-')), '.ratchet', 'ratchet.db');
@@ -145,7 +145,7 @@ describe('ledger chain', () => {
     old.close();
 
     const ledger = new Ledger(path);
-    expect(ledger.schemaVersion()).toBe(3);
+    expect(ledger.schemaVersion()).toBe(SCHEMA_VERSION);
     expect(ledger.verifyChain()).toEqual([]);
     // One marker plus one entry per existing row: 1 session, 4 experiments, 1 sample, 2 progress points.
     expect(ledger.chainHead().seq).toBe(1 + 1 + 4 + 1 + 2);

@@ -15,8 +15,8 @@ function section(title: string): string {
 describe('README', () => {
   it('Quick start gives the test command that CI runs, sandbox setup included', () => {
     const quick = section('Quick start');
-    expect(quick).toContain('npm ci && npm run setup:sandbox && npm test');
-    expect(ci).toContain('npm ci && npm run setup:sandbox && npm test');
+    expect(quick).toContain('npm ci && npm run setup && npm test');
+    expect(ci).toContain('npm ci && npm run setup && npm test');
   });
 
   it('the trust model says what is enforced, what is detected and what is not covered, with the sandbox boundaries', () => {

@@ -1,29 +1,16 @@
 // The built server over stdio with the SDK Client: a whole short session, as an agent would drive it.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { makeRepo, TRAIN, EVALUATE, baseConfig, setConstant, pidAlive, type TestRepo } from '../helpers/repo.js';
-
-const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
-
-type Result = { isError?: boolean; structuredContent?: Record<string, any>; content: { type: string; text: string }[] };
+import { connectServer, type ServerClient } from '../helpers/server.js';
 
 let repo: TestRepo;
-let client: Client;
 let pidDir: string;
-const call = async (name: string, args: Record<string, unknown> = {}) => (await client.callTool({ name, arguments: args }, undefined, { timeout: 60_000 })) as Result;
-
-async function finish(id: number) {
-  for (;;) {
-    const r = await call('wait_experiment', { id, wait_seconds: 10 });
-    expect(r.isError, r.content[0]?.text).toBeFalsy();
-    if (r.structuredContent!.experiment.state !== 'running') return r.structuredContent!.experiment;
-  }
-}
+let server: ServerClient;
+const call = (name: string, args: Record<string, unknown> = {}) => server.call(name, args);
+const finish = (id: number) => server.finish(id);
 
 async function run(description: string) {
   const r = await call('run_experiment', { description, wait_seconds: 1 });
@@ -42,19 +29,18 @@ beforeAll(async () => {
       evaluate: { command: 'node evaluate.mjs', budgetSeconds: 20 },
     }),
   );
-  client = new Client({ name: 'e2e', version: '1.0.0' });
-  await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, 'serve', '--repo', repo.dir], stderr: 'ignore' }));
+  server = await connectServer(repo.dir);
 });
 
 afterAll(async () => {
-  await client.close();
+  await server.close();
   repo.cleanup();
 });
 
 describe('a session over stdio', () => {
   it('runs baseline, keep, revert, refusal, timeout and an honest metric', async () => {
-    const { tools } = await client.listTools();
-    expect(tools).toHaveLength(10);
+    const { tools } = await server.client.listTools();
+    expect(tools).toHaveLength(11);
 
     // Baseline.
     const started = await call('start_session', { tag: 'e2e' });
@@ -111,7 +97,7 @@ describe('a session over stdio', () => {
     expect(status.structuredContent).toMatchObject({ session: { bestMetric: 0.8, baselineMetric: 1 }, awaitingDecision: faked.id });
     expect(status.structuredContent!.counts).toMatchObject({ measured: 4, refused: 1, timed_out: 1 });
     const tsv = readFileSync(join(repo.dir, '.ratchet/results.tsv'), 'utf8');
-    expect(tsv.split('\n').filter(Boolean).map((l) => l.split('\t')[3])).toEqual(['status', 'keep', 'keep', 'discard', 'crash']);
+    expect(tsv.split('\n').filter(Boolean).map((l) => l.split('\t')[3])).toEqual(['status', 'keep', 'keep', 'discard', 'refused', 'timeout']);
     expect(existsSync(join(repo.dir, '.ratchet/server.log'))).toBe(true);
   });
 });

@@ -17,6 +17,7 @@ const EXPECTED_TOOLS = [
   'list_experiments',
   'read_log',
   'cancel_experiment',
+  'stop_session',
 ];
 
 let repo: TestRepo;
@@ -57,6 +58,7 @@ describe('tool listing', () => {
     expect(byName.status).toMatchObject({ readOnlyHint: true, destructiveHint: false });
     expect(byName.revert).toMatchObject({ readOnlyHint: false, destructiveHint: true });
     expect(byName.cancel_experiment).toMatchObject({ destructiveHint: true });
+    expect(byName.stop_session).toMatchObject({ readOnlyHint: false, destructiveHint: true, idempotentHint: true });
     expect(byName.run_experiment).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: false });
   });
 
@@ -93,7 +95,9 @@ describe('errors are results, never exceptions', () => {
     expect(r.isError).toBeFalsy();
     expect(r.structuredContent).toMatchObject({ session: null, config: { valid: true, error: null } });
     expect(r.structuredContent!.summary).toContain('start_session');
-    expect(JSON.parse(r.content[0]!.text)).toEqual(r.structuredContent);
+    // The text is the summary and a few compact lines, not a second copy of the structured content.
+    expect(r.content[0]!.text.split('\n')[0]).toBe(r.structuredContent!.summary);
+    expect(r.content[0]!.text).toContain('Integrity: ok');
   });
 });
 

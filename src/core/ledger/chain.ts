@@ -157,12 +157,14 @@ export class Chain {
 
   /** Rows whose content is not what their last link recorded: edited, inserted outside ratchet, or deleted. */
   private *diffRows(latest: Map<string, Map<number, string>>) {
+    // A table added by a later migration is absent while an older one seals: it has no rows yet.
+    const present = new Set(this.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[]);
     for (const table of CHAINED_TABLES) {
       const recorded = latest.get(table)!;
-      const stmt = this.db.prepare(`SELECT * FROM ${table}`).raw(true);
-      const hasher = new RowHasher(stmt.columns().map((c) => c.name));
-      const idAt = stmt.columns().findIndex((c) => c.name === 'id');
-      for (const values of stmt.iterate() as IterableIterator<unknown[]>) {
+      const stmt = present.has(table) ? this.db.prepare(`SELECT * FROM ${table}`).raw(true) : null;
+      const hasher = new RowHasher(stmt ? stmt.columns().map((c) => c.name) : []);
+      const idAt = stmt ? stmt.columns().findIndex((c) => c.name === 'id') : -1;
+      for (const values of (stmt?.iterate() ?? []) as Iterable<unknown[]>) {
         const rowId = values[idAt] as number;
         const current = hasher.hash(values);
         const last = recorded.get(rowId);

@@ -9,7 +9,7 @@ import { Chain, type ChainFinding, type ChainHead } from './chain.js';
 import { openLedgerDatabase } from './open.js';
 import { LedgerReads } from './reads.js';
 import { isFinalForResults, resultsLine, ResultsFiles, type ResultsWrite } from './results-tsv.js';
-import type { Decision, DiffStats, ExperimentKind, ExperimentRow, ExperimentState, FinalState, GpuAssignment, Phase, SessionRow } from './rows.js';
+import type { Decision, DiffStats, ExperimentKind, ExperimentRow, ExperimentState, FinalState, GpuAssignment, Phase, SessionEndRow, SessionRow } from './rows.js';
 import type { ChainedTable } from './schema.js';
 
 export interface NewSession {
@@ -140,6 +140,29 @@ export class Ledger extends LedgerReads {
   setPinnedCommit(sessionId: number, commit: string): SessionRow {
     this.transaction(() => this.update('sessions', sessionId, { pinned_commit: commit }));
     return this.session(sessionId)!;
+  }
+
+  /**
+   * The user stopped the session: nothing new runs in it. Stopping twice records one stop. Immediate, because
+   * `ratchet stop` writes from another process while the server may be writing too.
+   */
+  stopSession(sessionId: number, s: { reason: string; cancelledExperimentId?: number | null }): { end: SessionEndRow; recorded: boolean } {
+    return this.db.transaction(() => {
+      const existing = this.sessionStop(sessionId);
+      if (existing) return { end: existing, recorded: false };
+      this.insert('session_ends', { session_id: sessionId, kind: 'stopped', cap: null, reason: s.reason, cancelled_experiment_id: s.cancelledExperimentId ?? null, created_at: now() });
+      return { end: this.sessionStop(sessionId)!, recorded: true };
+    }).immediate();
+  }
+
+  /** A cap of limits was reached; recorded once per session, so whoever sees it first tells the user and no one else does. */
+  recordCapReached(sessionId: number, c: { cap: string; reason: string }): { end: SessionEndRow; recorded: boolean } {
+    return this.db.transaction(() => {
+      const existing = this.sessionEnd(sessionId);
+      if (existing) return { end: existing, recorded: false };
+      this.insert('session_ends', { session_id: sessionId, kind: 'cap', cap: c.cap, reason: c.reason, cancelled_experiment_id: null, created_at: now() });
+      return { end: this.sessionEnd(sessionId)!, recorded: true };
+    }).immediate();
   }
 
   // ---------------------------------------------------------------- experiment transitions

@@ -1,7 +1,7 @@
 // The Ledger's reads: typed rows, keyset pages, counts from running totals, and measurements, each served by an index.
 import type Database from 'better-sqlite3';
 import { RatchetError } from '../errors.js';
-import { toExperiment, toSample, toSession, type ExperimentRow, type ExperimentState, type Measurement, type SampleRow, type SessionRow } from './rows.js';
+import { toExperiment, toSample, toSession, toSessionEnd, type ExperimentRow, type ExperimentState, type Measurement, type SampleRow, type SessionEndRow, type SessionRow } from './rows.js';
 
 export interface Page {
   rows: ExperimentRow[];
@@ -74,6 +74,50 @@ export class LedgerReads {
       "SELECT COALESCE(SUM(n), 0) AS n, COALESCE(SUM(duration_ms), 0) AS ms FROM session_totals WHERE session_id = ? AND state NOT IN ('refused','queued','running')",
     ).get(sessionId) as { n: number; ms: number };
     return { runs: row.n, seconds: row.ms / 1000 };
+  }
+
+  /** How the session ended (the first end recorded), or undefined while it goes on. */
+  sessionEnd(sessionId: number): SessionEndRow | undefined {
+    return this.one(toSessionEnd, 'SELECT * FROM session_ends WHERE session_id = ? ORDER BY id LIMIT 1', sessionId);
+  }
+
+  /** The user's stop of a session, if there was one. */
+  sessionStop(sessionId: number): SessionEndRow | undefined {
+    return this.one(toSessionEnd, "SELECT * FROM session_ends WHERE session_id = ? AND kind = 'stopped' ORDER BY id LIMIT 1", sessionId);
+  }
+
+  /** Candidates that ran or run (refusals never ran): the baseline is the one root experiment that is not a candidate. */
+  candidatesRun(sessionId: number): number {
+    const roots = this.stmt("SELECT COALESCE(SUM(n), 0) FROM session_totals WHERE session_id = ? AND is_repeat = 0 AND state != 'refused'").pluck().get(sessionId) as number;
+    return Math.max(0, roots - (this.baselineId(sessionId) === null ? 0 : 1));
+  }
+
+  /** Crashed or timed-out experiments in a row, newest first, counting at most `atMost`; refusals and cancels neither count nor break it. */
+  crashStreak(sessionId: number, atMost: number): number {
+    const states = this.stmt(
+      "SELECT state FROM experiments WHERE session_id = ? AND kind != 'repeat' AND state NOT IN ('refused','cancelled','queued','running') ORDER BY id DESC LIMIT ?",
+    )
+      .pluck()
+      .all(sessionId, atMost) as ExperimentState[];
+    const broken = states.findIndex((s) => s !== 'crashed' && s !== 'timed_out');
+    return broken === -1 ? states.length : broken;
+  }
+
+  /** Seconds of every recorded run, each weighted by the GPUs it held (a run without GPUs counts as one). */
+  gpuSeconds(sessionId: number): number {
+    const ms = this.stmt(
+      "SELECT COALESCE(SUM(duration_ms * MAX(1, COALESCE(json_array_length(gpus, '$.indices'), 0))), 0) FROM experiments WHERE session_id = ? AND duration_ms IS NOT NULL",
+    )
+      .pluck()
+      .get(sessionId) as number;
+    return ms / 1000;
+  }
+
+  /** The sum of one recorded figure over every run of the session (each repeat's value included). */
+  metricTotal(sessionId: number, name: string): number {
+    return this.stmt('SELECT COALESCE(SUM(s.value), 0) FROM experiments e JOIN samples s ON s.experiment_id = e.id WHERE e.session_id = ? AND s.name = ?')
+      .pluck()
+      .get(sessionId, name) as number;
   }
 
   baselineId(sessionId: number): number | null {

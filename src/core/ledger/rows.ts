@@ -84,6 +84,19 @@ export interface ExperimentRow {
   host: string | null;
 }
 
+/** How a session ended: the user stopped it, or a cap of limits was reached. The first one recorded is the session's end. */
+export interface SessionEndRow {
+  id: number;
+  sessionId: number;
+  kind: 'stopped' | 'cap';
+  /** The limits key that was reached (kind 'cap'), e.g. "maxExperiments". */
+  cap: string | null;
+  reason: string;
+  /** The experiment the stop cancelled, if it cancelled one. */
+  cancelledExperimentId: number | null;
+  createdAt: string;
+}
+
 export interface SampleRow {
   id: number;
   experimentId: number;
@@ -186,6 +199,18 @@ export function toSample(r: Raw): SampleRow {
     source: r.source as 'run' | 'evaluate',
     host: r.host as string,
     gpuModel: r.gpu_model as string | null,
+    createdAt: r.created_at as string,
+  };
+}
+
+export function toSessionEnd(r: Raw): SessionEndRow {
+  return {
+    id: r.id as number,
+    sessionId: r.session_id as number,
+    kind: r.kind as SessionEndRow['kind'],
+    cap: (r.cap as string | null) ?? null,
+    reason: r.reason as string,
+    cancelledExperimentId: (r.cancelled_experiment_id as number | null) ?? null,
     createdAt: r.created_at as string,
   };
 }

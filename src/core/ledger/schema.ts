@@ -182,6 +182,17 @@ export const MIGRATIONS: string[] = [
    CREATE INDEX experiments_with_workspace ON experiments(id) WHERE workspace IS NOT NULL;
    CREATE INDEX experiments_kept ON experiments(session_id, "commit") WHERE decision = 'kept';
    CREATE INDEX experiments_metric_repeats ON experiments(session_id) WHERE metric_lines > 1;`,
+  // 4: how a session ended: stopped by the user, or a cap of limits reached. A table of its own, so no chained row changes its hash.
+  `CREATE TABLE session_ends (
+     id INTEGER PRIMARY KEY,
+     session_id INTEGER NOT NULL REFERENCES sessions(id),
+     kind TEXT NOT NULL CHECK (kind IN ('stopped','cap')),
+     cap TEXT,
+     reason TEXT NOT NULL,
+     cancelled_experiment_id INTEGER REFERENCES experiments(id),
+     created_at TEXT NOT NULL
+   );
+   CREATE INDEX session_ends_by_session ON session_ends(session_id, id);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -190,5 +201,5 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 export const CHAIN_SINCE = 3;
 
 /** Tables whose every write is chained. */
-export const CHAINED_TABLES = ['sessions', 'experiments', 'samples', 'progress'] as const;
+export const CHAINED_TABLES = ['sessions', 'experiments', 'samples', 'progress', 'session_ends'] as const;
 export type ChainedTable = (typeof CHAINED_TABLES)[number];

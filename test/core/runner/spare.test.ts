@@ -1,11 +1,11 @@
 // A spare supervisor, started ahead of need, supervises a run exactly like a fresh one: found by its token, cancelled, swept.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { messageReader, type SupervisorMessage } from '../../../src/core/runner/channel.js';
 import { cancelRun, isSupervisorAlive, startRun, supervisorScriptPath, sweepRun } from '../../../src/core/runner/runner.js';
 import { TOKEN_ENV } from '../../../src/core/runner/run-spec.js';
-import { removeTempDirs, specIn, tempDir } from './harness.js';
+import { removeTempDirs, specIn, tempDir, waitFor } from './harness.js';
 
 afterAll(removeTempDirs);
 
@@ -43,6 +43,8 @@ describe('supervisors serve runs one after another', () => {
     const cmdline = readFileSync(`/proc/${b.supervisorPid}/cmdline`, 'latin1');
     expect(cmdline).toContain(`${TOKEN_ENV}=${second.token}`);
     expect(cmdline).not.toContain(first.token);
+    // The second run's command has started (it prints its token) before any cancel is tried.
+    await waitFor(() => existsSync(second.logPath) && readFileSync(second.logPath, 'utf8').includes(`token=${second.token}`), 20_000, 'the second run to print its token');
     // A late cancel of the first run must not stop the second, even when one process served both.
     expect(cancelRun(a.supervisorPid, first.token)).toBe(false);
     expect(isSupervisorAlive(b.supervisorPid, second.token)).toBe(true);

@@ -1,0 +1,35 @@
+// The session's state as the hooks and the Codex loop see it: read beside a running server, without its lock, never written.
+import { existsSync } from 'node:fs';
+import { silentLogger } from '../log.js';
+import { ledgerPath } from '../core/ledger.js';
+import { ResearchLoop } from '../core/loop.js';
+import type { ExperimentView, Finished, Status } from '../core/views.js';
+
+export interface SessionState {
+  status: Status;
+  /** The session's latest experiments, newest first (repeats belong to their experiment). */
+  recent: ExperimentView[];
+  /** The ledger's chain head: every write moves it, so an unchanged head means nothing happened. */
+  head: number;
+}
+
+const RECENT = 5;
+
+/** Null where the repo has no ledger: nothing was ever started here, and nothing is created by looking. */
+export async function readSessionState(repo: string): Promise<SessionState | null> {
+  if (!existsSync(ledgerPath(repo))) return null;
+  // The same reads as `ratchet status`: a second connection to the WAL ledger, no claim() of the server lock.
+  const loop = new ResearchLoop({ repo, logger: silentLogger() });
+  try {
+    const status = await loop.status();
+    const recent = status.session ? (await loop.listExperiments({ limit: RECENT })).experiments : [];
+    return { status, recent, head: loop.ledger.chainHead().seq };
+  } finally {
+    loop.close();
+  }
+}
+
+/** Once a cap is reached or the user stopped the session; a status without the field (an older ledger's server) is not finished. */
+export function finishedOf(state: SessionState): Finished | null {
+  return state.status.finished ?? null;
+}

@@ -1,0 +1,19 @@
+// `ratchet stop [--cancel]`: the user ends the session from a terminal, beside a running server or without one.
+import { ResearchLoop } from './core/loop.js';
+import { reportingFailure } from './cli-failure.js';
+import { createLogger } from './log.js';
+
+export async function runStop(repo: string, opts: { cancel: boolean }): Promise<number> {
+  // No server lock is taken: a running server sees the stop in the ledger on its next call.
+  const loop = new ResearchLoop({ repo, logger: createLogger({ stderr: false }) });
+  return reportingFailure(async () => {
+    const stopped = await loop.stopSession({ cancel: opts.cancel, by: 'cli' });
+    const lines = [`${stopped.alreadyStopped ? 'Already stopped' : 'Stopped'}: ${stopped.finished.reason}.`];
+    if (stopped.cancelled) lines.push(`Experiment ${stopped.cancelled.id} was cancelled.`);
+    if (stopped.running) lines.push(`Experiment ${stopped.running.id} runs to its end; the agent can still keep or revert it (or run \`ratchet stop --cancel\`).`);
+    // The session_end notification is awaited (at most its 10 s timeout), so it is not cut off when this process exits.
+    await loop.settle();
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
+  }, () => loop.close());
+}
