@@ -10,6 +10,7 @@ import { CONFIG_FILE, loadConfig, starterConfig } from './core/config.js';
 import { ResearchLoop } from './core/loop.js';
 import { isRatchetError } from './core/errors.js';
 import { reportingFailure } from './cli-failure.js';
+import { forTerminal } from './terminal-text.js';
 import { LOCAL_SCHEMA, refreshLocalSchema, schemaReference } from './schema-file.js';
 import { Git } from './core/git.js';
 import { sessionRule, statusText } from './status-text.js';
@@ -179,7 +180,7 @@ async function printStatus(repo: string, json: boolean): Promise<number> {
   return reportingFailure(async () => {
     const s = await loop.status();
     // Printing to stdout is right here: this is the CLI, not the MCP server.
-    process.stdout.write(json ? `${JSON.stringify(s, null, 2)}\n` : statusText(s, { rule: s.session ? sessionRule(loop.ledger.activeSession()?.config) : null }));
+    process.stdout.write(json ? `${JSON.stringify(s, null, 2)}\n` : forTerminal(statusText(s, { rule: s.session ? sessionRule(loop.ledger.activeSession()?.config) : null })));
     return 0;
   }, () => loop.close());
 }

@@ -1,6 +1,7 @@
 // `ratchet show <id>`: one experiment in full (verdict, samples, diff, log tail), read from the ledger without taking the server's lock.
 import { LoopContext } from './core/context.js';
 import { reportingFailure } from './cli-failure.js';
+import { forTerminal } from './terminal-text.js';
 import { experimentDetail, type ExperimentDetail } from './core/experiment-detail.js';
 import { formatNumber } from './core/format.js';
 import { createLogger } from './log.js';
@@ -19,7 +20,7 @@ export async function runShow(repo: string, idArg: string | undefined, opts: { j
     }
     const detail = await experimentDetail(ctx, id);
     // Printing to stdout is right here: this is the CLI, not the MCP server.
-    process.stdout.write(opts.json ? `${JSON.stringify(detail, null, 2)}\n` : render(detail));
+    process.stdout.write(opts.json ? `${JSON.stringify(detail, null, 2)}\n` : forTerminal(render(detail)));
     return 0;
   }, () => {
     ctx.closeLedger();

@@ -9,7 +9,9 @@ export async function runStop(repo: string, opts: { cancel: boolean }): Promise<
   return reportingFailure(async () => {
     const stopped = await loop.stopSession({ cancel: opts.cancel, by: 'cli' });
     const lines = [`${stopped.alreadyStopped ? 'Already stopped' : 'Stopped'}: ${stopped.finished.reason}.`];
-    if (stopped.cancelled) lines.push(`Experiment ${stopped.cancelled.id} was cancelled.`);
+    if (stopped.cancelled) {
+      lines.push(stopped.cancelled.state === 'running' ? `Experiment ${stopped.cancelled.id} was asked to stop; the running server records it as cancelled.` : `Experiment ${stopped.cancelled.id} was cancelled.`);
+    }
     if (stopped.running) lines.push(`Experiment ${stopped.running.id} runs to its end; the agent can still keep or revert it (or run \`ratchet stop --cancel\`).`);
     // The session_end notification is awaited (at most its 10 s timeout), so it is not cut off when this process exits.
     await loop.settle();

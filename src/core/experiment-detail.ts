@@ -90,14 +90,15 @@ async function diffOf(ctx: LoopContext, e: ExperimentRow): Promise<{ diff: strin
   if (e.kind === 'baseline') return { diff: '', note: 'The baseline is the commit the session started from: there is no change to show.' };
   if (!e.commit) return { diff: '', note: e.state === 'refused' ? 'Refused before anything was committed: the change was never recorded.' : 'No commit was recorded for this experiment.' };
   const args = ['diff', '--no-ext-diff', '--no-textconv', '--no-color', '--src-prefix=a/', '--dst-prefix=b/', e.parentCommit, e.commit, '--'];
-  const r = await runGit(ctx.repo, args, { allowFail: true });
+  // Read one byte past the cap at most: a huge change (a data file, generated code) is never held whole in memory.
+  const r = await runGit(ctx.repo, args, { allowFail: true, maxStdoutBytes: MAX_DIFF_BYTES + 1 });
   if (r.code !== 0) {
     const tag = ctx.ledger.session(e.sessionId)?.tag ?? '<tag>';
     return { diff: '', note: `git could not diff ${e.parentCommit.slice(0, 7)}..${e.commit.slice(0, 7)} (${r.stderr.trim() || `exit ${r.code}`}). Restore the evidence refs from .ratchet/evidence-${tag}.bundle, then try again.` };
   }
-  if (r.stdout.length <= MAX_DIFF_BYTES) return { diff: r.stdout.toString('utf8'), note: null };
+  if (!r.truncated && r.stdout.length <= MAX_DIFF_BYTES) return { diff: r.stdout.toString('utf8'), note: null };
   const shown = r.stdout.subarray(0, r.stdout.lastIndexOf(0x0a, MAX_DIFF_BYTES) + 1).toString('utf8');
-  return { diff: shown, note: `The diff is ${r.stdout.length} bytes; the first ${Buffer.byteLength(shown)} are shown. For all of it: git diff ${e.parentCommit.slice(0, 12)} ${e.commit.slice(0, 12)}` };
+  return { diff: shown, note: `The diff is over ${MAX_DIFF_BYTES} bytes; the first ${Buffer.byteLength(shown)} are shown. For all of it: git diff ${e.parentCommit.slice(0, 12)} ${e.commit.slice(0, 12)}` };
 }
 
 async function logTail(path: string): Promise<string> {

@@ -12,7 +12,7 @@ import * as refusals from './refusals.js';
 import { repeatUntilDecided } from './repeats.js';
 import * as reports from './reports.js';
 import { allocateGpus, requireOnBranch, startSession } from './session.js';
-import { acquireServerLock, releaseServerLock, type LockHolder } from './server-lock.js';
+import { acquireServerLock, releaseServerLock, serverHolding, type LockHolder } from './server-lock.js';
 import { SessionEvents } from './session-events.js';
 import { stopSession, type Stopped } from './stop.js';
 import type { ExperimentView, MetricReport, SessionView, Status } from './views.js';
@@ -186,10 +186,24 @@ export class ResearchLoop {
   /** The user ends the session: nothing new runs; the running experiment finishes, or is cancelled when asked. */
   async stopSession(input: { cancel?: boolean; by: 'cli' | 'tool' }): Promise<Stopped> {
     const stopped = await this.exclusive(async () => stopSession(this.ctx, input));
-    const cancelled = input.cancel && stopped.running ? await this.cancelExperiment(stopped.running.id) : null;
+    const cancelled = input.cancel && stopped.running ? await this.cancelOnStop(stopped.running.id, input.by) : null;
     if (stopped.recorded) this.events.stopped(stopped.session, stopped.end, cancelled?.id ?? null);
     const running = stopped.running && !cancelled ? reports.experimentView(this.ctx, this.ctx.ledger.experiment(stopped.running.id)!) : null;
     return { finished: stopped.finished, alreadyStopped: !stopped.recorded, cancelled, running };
+  }
+
+  /**
+   * From the CLI beside a live server, the stop only asks the step in progress to end: the server that follows the run
+   * records its result, so the run is never recorded by two processes. Without a server this process cancels it whole.
+   */
+  private async cancelOnStop(id: number, by: 'cli' | 'tool'): Promise<ExperimentView> {
+    const holder = by === 'cli' ? await serverHolding(this.repo) : null;
+    if (!holder || holder.pid === process.pid) return this.cancelExperiment(id);
+    const e = this.ctx.requireExperiment(id);
+    const target = reports.activeRun(this.ctx, e);
+    if (target.id !== id) this.driver.finish(id, 'cancelled', 'cancelled by the user with `ratchet stop --cancel`');
+    this.driver.cancelStep(target);
+    return reports.experimentView(this.ctx, this.ctx.ledger.experiment(id)!);
   }
 
   // ---------------------------------------------------------------- reading

@@ -58,6 +58,20 @@ export async function acquireServerLock(repo: string, lockFile = defaultLockFile
   );
 }
 
+/** The live server that holds the repo's lock, or null when none does: asked without taking the lock. */
+export async function serverHolding(repo: string, lockFile = defaultLockFile(repo)): Promise<LockHolder | null> {
+  if (process.platform !== 'linux') {
+    try {
+      const holder = JSON.parse(readFileSync(lockFile, 'utf8')) as LockHolder;
+      process.kill(holder.pid, 0);
+      return holder;
+    } catch {
+      return null;
+    }
+  }
+  return askHolder(lockSocketName(repo), lockFile);
+}
+
 /** Gives the lock up (the OS does the same when the process dies) and removes the hint file if it is ours. */
 export function releaseServerLock(repo: string, lockFile = defaultLockFile(repo)): void {
   const name = socketOfLockFile.get(lockFile);

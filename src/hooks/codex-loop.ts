@@ -1,7 +1,7 @@
 // `ratchet codex-loop`: Codex has no Stop hook here, so `codex exec` runs turn after turn, each fed the session's state, until the session is finished.
 import { spawn } from 'node:child_process';
 import { summaryLines } from './summary.js';
-import { finishedOf, readSessionState, type SessionState } from './state.js';
+import { finishedOf, owedWork, readSessionState, type SessionState } from './state.js';
 
 export interface CodexLoopOptions {
   repo: string;
@@ -64,7 +64,7 @@ export async function runCodexLoop(opts: CodexLoopOptions): Promise<number> {
 /** Why the loop ends before this turn, or null to run it. The first turn may start the session; later ones need it active. */
 function reasonToStop(state: SessionState | null, turn: number): { code: number; message: string } | null {
   const finished = state ? finishedOf(state) : null;
-  if (finished) return { code: 0, message: `the session is finished: ${finished.reason}.` };
+  if (finished && state && !owedWork(state)) return { code: 0, message: `the session is finished: ${finished.reason}.` };
   if (state && !state.status.integrity.ok) return { code: 1, message: `ratchet found its evidence changed (${state.status.integrity.findings.join('; ')}). Run \`ratchet verify\`, then \`ratchet integrity --accept\`, then codex-loop again.` };
   if (turn > 1 && !state?.status.session) return { code: 1, message: 'no ratchet session is active after the last turn: start one (Codex calls start_session), or look at why it failed in the output above.' };
   return null;

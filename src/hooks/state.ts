@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { silentLogger } from '../log.js';
 import { ledgerPath } from '../core/ledger.js';
 import { ResearchLoop } from '../core/loop.js';
+import { serverHolding } from '../core/server-lock.js';
 import type { ExperimentView, Finished, Status } from '../core/views.js';
 
 export interface SessionState {
@@ -11,6 +12,8 @@ export interface SessionState {
   recent: ExperimentView[];
   /** The ledger's chain head: every write moves it, so an unchanged head means nothing happened. */
   head: number;
+  /** Whether a ratchet server drives the repo now: without one, a run shown as running is not being followed. */
+  serverAlive: boolean;
 }
 
 const RECENT = 5;
@@ -23,7 +26,7 @@ export async function readSessionState(repo: string): Promise<SessionState | nul
   try {
     const status = await loop.status();
     const recent = status.session ? (await loop.listExperiments({ limit: RECENT })).experiments : [];
-    return { status, recent, head: loop.ledger.chainHead().seq };
+    return { status, recent, head: loop.ledger.chainHead().seq, serverAlive: (await serverHolding(repo)) !== null };
   } finally {
     loop.close();
   }
@@ -32,4 +35,15 @@ export async function readSessionState(repo: string): Promise<SessionState | nul
 /** Once a cap is reached or the user stopped the session; a status without the field (an older ledger's server) is not finished. */
 export function finishedOf(state: SessionState): Finished | null {
   return state.status.finished ?? null;
+}
+
+/**
+ * What the agent still owes a finished session: an experiment that runs (to wait for) or one measured and not yet
+ * decided (to keep or revert). A cap or a stop ends new experiments, not the decisions on those already started.
+ */
+export function owedWork(state: SessionState): string | null {
+  const { status } = state;
+  if (status.running) return `experiment ${status.running.id} is still running`;
+  if (status.awaitingDecision !== null && status.awaitingDecision !== undefined) return `experiment ${status.awaitingDecision} is measured and waits for keep or revert`;
+  return null;
 }

@@ -1,7 +1,7 @@
 // The Stop hook: while a session is open and not finished, the agent may not end its turn; the reason tells it what to do next.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { finishedOf, type SessionState } from './state.js';
+import { finishedOf, owedWork, type SessionState } from './state.js';
 
 /** The fields of Claude Code's Stop hook input that this hook reads. */
 export interface StopInput {
@@ -21,20 +21,28 @@ export function stopVerdict(state: SessionState | null, input: StopInput, lastBl
   const { status } = state;
   if (!status.session) return { block: false, why: 'no active ratchet session' };
   const finished = finishedOf(state);
-  if (finished) return { block: false, why: `the session is finished: ${finished.reason}` };
+  const owed = owedWork(state);
+  if (finished && !owed) return { block: false, why: `the session is finished: ${finished.reason}` };
   // Only the user can clear tampering findings; an agent kept at work could not keep anything anyway.
   if (!status.integrity.ok) return { block: false, why: 'ratchet found its evidence changed; the user has to look (ratchet verify, ratchet integrity --accept)' };
-  if (input.stop_hook_active === true && !status.running && (lastBlockHead === null || lastBlockHead === state.head)) {
+  // A run shown as running while no server drives the repo is followed by nobody: waiting on it could never end.
+  const followedRun = status.running !== null && state.serverAlive;
+  if (input.stop_hook_active === true && !followedRun && (lastBlockHead === null || lastBlockHead === state.head)) {
     return { block: false, why: 'the agent was told to go on and stopped again without any change to the ledger' };
   }
   const session = status.session;
   return {
     block: true,
-    reason: [
-      `The ratchet session "${session.tag}" is still open and not finished: keep working the loop.`,
-      `Next: ${status.next}`,
-      'The session ends when a limit in ratchet.json is reached or the user runs `ratchet stop`; do not stop to ask whether to continue.',
-    ].join(' '),
+    reason: finished
+      ? [
+          `The ratchet session "${session.tag}" is finished (${finished.reason}), but ${owed}: finish it before you stop.`,
+          `Next: ${status.next}`,
+        ].join(' ')
+      : [
+          `The ratchet session "${session.tag}" is still open and not finished: keep working the loop.`,
+          `Next: ${status.next}`,
+          'The session ends when a limit in ratchet.json is reached or the user runs `ratchet stop`; do not stop to ask whether to continue.',
+        ].join(' '),
   };
 }
 

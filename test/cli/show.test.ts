@@ -18,6 +18,7 @@ let loop: ResearchLoop;
 let baselineId: number;
 let keptId: number;
 let crashedId: number;
+let hugeId: number;
 
 beforeAll(async () => {
   repo = makeRepo({ 'train.mjs': TRAIN, 'evaluate.mjs': EVALUATE }, baseConfig({ sandbox: 'off', decision: { rule: 'significant' } }));
@@ -30,6 +31,11 @@ beforeAll(async () => {
   setConstant(repo, 'MODE', "'crash'");
   crashedId = (await finished(loop, (await loop.runExperiment({ description: 'crash on purpose' })).id)).id;
   await loop.revert({});
+  // A change of over a megabyte whose run prints terminal escape sequences.
+  const filler = Array.from({ length: 12_000 }, (_, i) => `// filler line ${i} ${'x'.repeat(90)}`).join('\n');
+  repo.write('train.mjs', TRAIN.replace('// synthetic experiment', `// synthetic experiment\nconsole.log('\\u001b]0;retitled\\u0007ESC-TEST \\u001b[31mred');\n${filler}\n`));
+  hugeId = (await finished(loop, (await loop.runExperiment({ description: 'a huge change' })).id)).id;
+  await loop.revert({ id: hugeId }).catch(() => undefined);
 });
 
 afterAll(async () => {
@@ -39,6 +45,17 @@ afterAll(async () => {
 });
 
 describe('ratchet show', () => {
+  it('shows a huge diff in part, with a note, and never obeys escape sequences the run printed', () => {
+    const r = ratchet(['show', String(hugeId), '--repo', repo.dir]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.length).toBeLessThan(700 * 1024);
+    expect(r.stdout).toContain('The diff is over 524288 bytes');
+    expect(r.stdout).toContain('ESC-TEST');
+    expect(r.stdout).not.toContain('\u001b');
+    expect(r.stdout).not.toContain('\u0007');
+    expect(r.stdout).toContain('\\x1b]0;retitled\\x07');
+  });
+
   it('prints a kept experiment: verdict, samples, duration, the diff against its parent and the log tail', () => {
     const r = ratchet(['show', String(keptId), '--repo', repo.dir]);
     expect(r.status, r.stderr).toBe(0);

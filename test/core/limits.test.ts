@@ -257,6 +257,26 @@ describe('stopping a session', () => {
     expect(again.stdout).toContain('Already stopped');
   });
 
+  it('`ratchet stop --cancel` beside a live server only asks the run to end; the server records it, once', async () => {
+    const { repo, loop } = setup({});
+    expect(await loop.claim()).toBeNull(); // this loop is the server that drives the repo
+    await startWithBaseline(loop);
+    setConstant(repo, 'SLEEP_MS', '60000');
+    const started = await loop.runExperiment({ description: 'long' });
+    const headBefore = loop.ledger.chainHead().seq;
+    const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'stop', '--cancel', '--repo', repo.dir]);
+    expect(stdout).toContain(`Experiment ${started.id} was asked to stop; the running server records it as cancelled.`);
+    const ended = await finished(loop, started.id);
+    expect(ended.state).toBe('cancelled');
+    // The CLI wrote the stop only: the run's facts and its end were written by this server.
+    const db = new Database(loop.ledger.path, { readonly: true });
+    const writers = db.prepare("SELECT COUNT(*) FROM chain WHERE seq > ? AND tbl = 'session_ends'").pluck().get(headBefore) as number;
+    db.close();
+    expect(writers).toBe(1);
+    expect(loop.ledger.verifyChain()).toEqual([]);
+    expect((await loop.status()).integrity.ok).toBe(true);
+  });
+
   it('`ratchet stop` without a session says what to do', async () => {
     const repo = makeRepo({ 'train.mjs': TRAIN }, baseConfig());
     repos.push(repo);

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeRepo, TRAIN, EVALUATE, baseConfig, setConstant, type TestRepo } from '../helpers/repo.js';
 import { CLI, connectServer, type ServerClient } from '../helpers/server.js';
+import { stopVerdict } from '../../src/hooks/stop.js';
+import type { SessionState } from '../../src/hooks/state.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
@@ -44,6 +46,25 @@ describe('where ratchet never ran', () => {
     } finally {
       repo.cleanup();
     }
+  });
+});
+
+describe('the stop verdict on states a live test cannot stage', () => {
+  const state = (over: Partial<SessionState['status']>, serverAlive: boolean): SessionState =>
+    ({ status: { session: { tag: 'night' }, running: null, awaitingDecision: null, finished: null, integrity: { ok: true, findings: [] }, next: 'Call wait_experiment {id: 3}.', ...over }, recent: [], head: 7, serverAlive }) as unknown as SessionState;
+  it('does not hold the agent forever on a run that no live server follows', () => {
+    const running = { running: { id: 3 } } as unknown as Partial<SessionState['status']>;
+    expect(stopVerdict(state(running, true), { stop_hook_active: true }, 7)).toMatchObject({ block: true });
+    expect(stopVerdict(state(running, false), { stop_hook_active: true }, 7)).toMatchObject({ block: false });
+    // The first stop is still blocked: the agent is told once.
+    expect(stopVerdict(state(running, false), { stop_hook_active: false }, null)).toMatchObject({ block: true });
+  });
+
+  it('holds a finished session only for the run it still owes', () => {
+    const finished = { reason: 'maxExperiments reached (3 of 3)', at: null };
+    expect(stopVerdict(state({ finished, running: { id: 3 } } as never, true), {}, null)).toMatchObject({ block: true });
+    expect(stopVerdict(state({ finished, awaitingDecision: 3 } as never, true), {}, null)).toMatchObject({ block: true });
+    expect(stopVerdict(state({ finished } as never, true), {}, null)).toMatchObject({ block: false });
   });
 });
 
@@ -138,8 +159,16 @@ describe('a session driven by a running server', () => {
     expect(unknown.stderr).toContain('unknown event');
   });
 
-  it('lets the agent stop once the user stopped the session', async () => {
+  it('lets the agent stop once the user stopped the session, after it decided the experiment it had measured', async () => {
+    setConstant(repo, 'SCORE', '0.45');
+    const measured = await finish((await call('run_experiment', { description: 'a last idea', wait_seconds: 1 })).experiment.id);
+    expect(measured.state).toBe('measured');
     await call('stop_session', {});
+    // Finished, but the measured experiment still needs keep or revert: the agent is held for that, and only that.
+    const owed = hook('stop', fixture('stop-after-block.json', repo.dir));
+    expect(owed.json).toMatchObject({ decision: 'block' });
+    expect(owed.json!.reason).toContain(`experiment ${measured.id} is measured and waits for keep or revert`);
+    await call('revert', { id: measured.id });
     const r = hook('stop', fixture('stop.json', repo.dir));
     expect(r).toMatchObject({ code: 0, stdout: '' });
     expect(r.stderr).toContain('the session is finished');

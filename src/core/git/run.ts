@@ -37,12 +37,16 @@ export interface GitOptions {
   input?: string | Buffer;
   /** Resolve with the exit code instead of throwing on a non-zero exit. */
   allowFail?: boolean;
+  /** Keep at most this much of stdout and stop git once past it (the result's `truncated` says so): output the caller only shows in part. */
+  maxStdoutBytes?: number;
 }
 
 export interface GitResult {
   code: number;
   stdout: Buffer;
   stderr: string;
+  /** stdout went past maxStdoutBytes: it holds the first bytes only, and git was stopped. */
+  truncated?: boolean;
 }
 
 /** A tree entry: mode as git writes it, and the object id. */
@@ -74,11 +78,23 @@ export function runGit(repo: string, args: string[], opts: GitOptions = {}): Pro
     const child = spawn('git', [...HARDENING, ...args], { cwd: repo, env: gitEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
+    let kept = 0;
+    let truncated = false;
+    child.stdout.on('data', (c: Buffer) => {
+      if (truncated) return;
+      out.push(c);
+      kept += c.length;
+      if (opts.maxStdoutBytes !== undefined && kept > opts.maxStdoutBytes) {
+        truncated = true;
+        child.kill('SIGKILL');
+      }
+    });
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.on('error', (e) => reject(spawnFailure(repo, e)));
     child.on('close', (code) => {
-      const result = { code: code ?? 128, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') };
+      const stdout = Buffer.concat(out);
+      if (truncated) return resolvePromise({ code: 0, stdout: stdout.subarray(0, opts.maxStdoutBytes), stderr: Buffer.concat(err).toString('utf8'), truncated });
+      const result = { code: code ?? 128, stdout, stderr: Buffer.concat(err).toString('utf8') };
       if (result.code !== 0 && !opts.allowFail) reject(gitFailure(repo, args, result));
       else resolvePromise(result);
     });

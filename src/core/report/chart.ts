@@ -33,11 +33,12 @@ function yDomain(data: ReportData): { domain: [number, number] | null; hidden: n
   const best = data.best?.mean ?? baseline;
   const span = Math.max(Math.abs(baseline - best), 4 * sd, Math.abs(baseline) * 1e-6, 1e-12);
   const minimize = data.direction === 'minimize';
-  const worst = minimize ? Math.max(...values) : Math.min(...values);
+  // Folded, not spread: a spread of a whole night's values overflows the stack past about 130,000 runs.
+  const worst = minimize ? largest(values) : smallest(values);
   const limit = minimize ? Math.min(worst, baseline + span) : Math.max(worst, baseline - span);
   const edge = minimize ? Math.max(limit, baseline + sd) : Math.min(limit, baseline - sd);
   const intervals = data.experiments.flatMap((x) => (x.candidateRuns > 1 ? x.interval ?? [] : []));
-  const far = minimize ? Math.min(...values, ...intervals, best) : Math.max(...values, ...intervals, best);
+  const far = minimize ? Math.min(smallest(values), smallest(intervals), best) : Math.max(largest(values), largest(intervals), best);
   const [lo, hi] = minimize ? [far, edge] : [edge, far];
   const margin = (hi - lo) * 0.08 || Math.abs(hi) * 0.01 || 1;
   const domain: [number, number] = [lo - margin, hi + margin];
@@ -139,3 +140,6 @@ export function rasterOptions(): ConstructorParameters<typeof Resvg>[1] {
 export function chartPng(svg: string): Buffer {
   return new Resvg(svg, rasterOptions()).render().asPng();
 }
+
+const largest = (xs: number[]): number => xs.reduce((a, b) => (b > a ? b : a), -Infinity);
+const smallest = (xs: number[]): number => xs.reduce((a, b) => (b < a ? b : a), Infinity);
