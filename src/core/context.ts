@@ -25,6 +25,11 @@ export interface LoopOptions {
   cacheDir?: string;
   /** The executor to run steps with; the local sandboxed one by default. */
   executor?: Executor;
+  /**
+   * A long-lived reader beside the server (the dashboard): it shows the integrity findings the server recorded and
+   * never re-verifies the chain itself (seconds on a large ledger, after every write of the server) or writes anything.
+   */
+  observer?: boolean;
 }
 
 /** The session's pinned rules, read from git objects: a ledger row is only a cache of them. */

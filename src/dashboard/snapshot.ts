@@ -75,7 +75,7 @@ export class DashboardData {
 
   constructor(readonly repo: string, log: Logger) {
     this.ctx = new LoopContext({ repo, logger: log });
-    this.loop = new ResearchLoop({ repo, logger: log });
+    this.loop = new ResearchLoop({ repo, logger: log, observer: true });
   }
 
   /** A counter that moves whenever another process commits to the ledger (SQLite's data_version), or once it appears. */

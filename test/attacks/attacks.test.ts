@@ -148,6 +148,21 @@ describe('the agent rewrites the evidence behind ratchet', () => {
     expect((await loop.status()).integrity.findings.join('\n')).toContain(`experiments row ${e.id}`);
   });
 
+  it('an observer beside the server (the dashboard) shows the findings the server recorded and verifies nothing itself', async () => {
+    const { repo, loop } = setup();
+    await startWithBaseline(loop);
+    const observer = new ResearchLoop({ repo: repo.dir, logger: silentLogger(), observer: true });
+    loops.push(observer);
+    expect((await observer.status()).integrity.ok).toBe(true);
+    const db = new Database(join(repo.dir, '.ratchet', 'ratchet.db'));
+    db.prepare("UPDATE experiments SET description = 'rewritten' WHERE id = 1").run();
+    db.close();
+    // Not its job: the observer would otherwise re-verify the whole chain after every write of the server.
+    expect((await observer.status()).integrity.ok).toBe(true);
+    expect((await loop.status()).integrity.ok).toBe(false);
+    expect((await observer.status()).integrity.findings.join('\n')).toContain('experiments row 1');
+  });
+
   it('a rewritten pinned config (the evaluate command) is found', async () => {
     const { repo, loop } = setup();
     await startWithBaseline(loop);
