@@ -15,7 +15,7 @@ import { LOCAL_SCHEMA, refreshLocalSchema, schemaReference } from './schema-file
 import { Git } from './core/git.js';
 import { sessionRule, statusText } from './status-text.js';
 
-const USAGE = `Usage: ratchet [serve|init|status|stop|verify|integrity|show|dashboard|report|demo] [--repo DIR]
+const USAGE = `Usage: ratchet [serve|init|status|stop|close|verify|integrity|show|dashboard|report|demo] [--repo DIR]
 
   serve   (default) the stdio MCP server for the repo
   init    write a starter ratchet.json
@@ -23,6 +23,7 @@ const USAGE = `Usage: ratchet [serve|init|status|stop|verify|integrity|show|dash
   verify  re-measure the kept commits of a session (--tag T, --runs N, --json); exits 1 if any did not reproduce
   integrity  report tampering with ratchet's evidence; --accept reseals it once you have looked
   stop    end the session: no new experiments; the running one finishes (--cancel: cancel it)
+  close   close a finished session for good, so the agent can start the next one
   demo    run the scripted demo loop on examples/tiny-lm in a temporary repo
   hook    Claude Code hooks: \`hook stop\` keeps the agent at an open session, \`hook session-start\` gives it the state (JSON on stdin)
   codex-loop  run \`codex exec\` turn after turn until the session is finished (--max-turns N, --codex PATH, -- codex options)
@@ -91,6 +92,10 @@ async function main(argv: string[]): Promise<number> {
     case 'stop': {
       const { runStop } = await import('./stop-command.js');
       return runStop(repo, { cancel: values.cancel === true });
+    }
+    case 'close': {
+      const { runClose } = await import('./stop-command.js');
+      return runClose(repo);
     }
     case 'show': {
       const { runShow } = await import('./show-command.js');

@@ -19,3 +19,13 @@ export async function runStop(repo: string, opts: { cancel: boolean }): Promise<
     return 0;
   }, () => loop.close());
 }
+
+/** `ratchet close`: ends the session for good (stopped first if needed), so the agent can start the next one. */
+export async function runClose(repo: string): Promise<number> {
+  const loop = new ResearchLoop({ repo, logger: createLogger({ stderr: false }) });
+  return reportingFailure(async () => {
+    const closed = await loop.closeSession();
+    process.stdout.write(`Closed session ${closed.tag} (${closed.reason}). The agent can start the next one with start_session.\n`);
+    return 0;
+  }, () => loop.close());
+}

@@ -14,7 +14,7 @@ import * as reports from './reports.js';
 import { allocateGpus, requireOnBranch, startSession } from './session.js';
 import { acquireServerLock, releaseServerLock, serverHolding, type LockHolder } from './server-lock.js';
 import { SessionEvents } from './session-events.js';
-import { stopSession, type Stopped } from './stop.js';
+import { closeSession, stopSession, type Stopped } from './stop.js';
 import type { ExperimentView, MetricReport, SessionView, Status } from './views.js';
 import type { Progress } from './reports.js';
 
@@ -190,6 +190,14 @@ export class ResearchLoop {
     if (stopped.recorded) this.events.stopped(stopped.session, stopped.end, cancelled?.id ?? null);
     const running = stopped.running && !cancelled ? reports.experimentView(this.ctx, this.ctx.ledger.experiment(stopped.running.id)!) : null;
     return { finished: stopped.finished, alreadyStopped: !stopped.recorded, cancelled, running };
+  }
+
+  /** The user closes the session (`ratchet close`), so a next one can start; see stop.ts. */
+  closeSession(): Promise<{ tag: string; reason: string }> {
+    return this.exclusive(async () => {
+      const { session, finished } = closeSession(this.ctx);
+      return { tag: session.tag, reason: finished.reason };
+    });
   }
 
   /**

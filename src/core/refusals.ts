@@ -28,6 +28,18 @@ export const sessionFinished = (tag: string, finished: { reason: string; stopped
     { tag, ...finished },
   );
 
+/** A finished session is not replaced by the agent: the caps would mean nothing if a new session reset them. */
+export const finishedSessionNotReplaced = (tag: string, finished: { reason: string; stopped: boolean }) =>
+  new RatchetError(
+    'session_finished',
+    `${finishedSentence(tag, finished)} A new session would reset its caps, so the agent cannot start one over it.`,
+    'Stop here and summarise the session for the user. To run another one, the user closes this session with `ratchet close` in a terminal; start_session then works.',
+    { tag, ...finished },
+  );
+
+export const notClosable = (tag: string, id: number, why: string) =>
+  new RatchetError('busy', `Session ${tag} cannot be closed while experiment ${id} ${why}.`, 'Let the agent keep or revert it, or run `ratchet stop --cancel`, then `ratchet close` again.');
+
 export const lockedByAnotherServer = (holder: { pid: number; since: string }) =>
   new RatchetError(
     'locked',

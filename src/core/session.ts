@@ -9,6 +9,7 @@ import { chooseGpus, listGpus, type Gpu } from './gpu.js';
 import { globMatcher } from './globs.js';
 import type { ExperimentRow, GpuAssignment, SessionRow } from './ledger.js';
 import * as refusals from './refusals.js';
+import { sessionFinished } from './limits.js';
 import { commitCandidate, pinProtected, savePinnedContent, scanSurface, type Pin } from './surface.js';
 
 export interface StartedSession {
@@ -31,6 +32,8 @@ export async function startSession(ctx: LoopContext, driver: Driver, input: { ta
   const undecided = active ? ctx.awaitingDecision(active) : undefined;
   if (active && undecided) throw refusals.awaitingDecisionBeforeSession(undecided.id, active.tag);
   if (active && !input.replace) throw refusals.sessionActive(active.tag);
+  const ended = active ? sessionFinished(ctx, active, ctx.configOf(active)) : null;
+  if (active && ended) throw refusals.finishedSessionNotReplaced(active.tag, ended);
 
   const tag = input.tag ?? (await freeDefaultTag(ctx));
   const branch = `ratchet/${tag}`;

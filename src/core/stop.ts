@@ -2,6 +2,8 @@
 import type { LoopContext } from './context.js';
 import type { ExperimentRow, SessionEndRow, SessionRow } from './ledger.js';
 import type { ExperimentView, Finished } from './views.js';
+import { sessionFinished } from './limits.js';
+import * as refusals from './refusals.js';
 
 export interface Stopped {
   /** The stop as recorded. */
@@ -32,4 +34,20 @@ export function stopSession(ctx: LoopContext, input: { cancel?: boolean; by: 'cl
   if (recorded) ctx.log.info({ tag: session.tag, reason: end.reason }, 'session stopped');
   // The stop itself, even where a cap had finished the session before (status names the first end).
   return { session, end, recorded, running, finished: { reason: end.reason, at: end.createdAt, stopped: true, cap: null } };
+}
+
+/**
+ * `ratchet close`: the user ends the session for good (stopping it first if it was not finished), so the agent may
+ * start the next one; refused while an experiment of it runs or awaits keep or revert, which would be orphaned.
+ */
+export function closeSession(ctx: LoopContext): { session: SessionRow; finished: Finished } {
+  const { session } = ctx.requireSession();
+  const running = ctx.ledger.unfinishedExperiments().find((e) => e.sessionId === session.id);
+  if (running) throw refusals.notClosable(session.tag, running.id, 'is still running');
+  const undecided = ctx.awaitingDecision(session);
+  if (undecided) throw refusals.notClosable(session.tag, undecided.id, 'is measured and awaits keep or revert');
+  const finished = sessionFinished(ctx, session, ctx.configOf(session)) ?? stopSession(ctx, { by: 'cli' }).finished;
+  ctx.ledger.closeSession(session.id);
+  ctx.log.info({ tag: session.tag }, 'session closed by the user');
+  return { session: ctx.ledger.session(session.id)!, finished };
 }

@@ -220,6 +220,30 @@ describe('stopping a session', () => {
     expect((await loop.stopSession({ by: 'tool' })).alreadyStopped).toBe(true);
   });
 
+  it('a finished session cannot be replaced by the agent (its caps would reset); after the user\'s `ratchet close` a new one starts', async () => {
+    const { repo, loop } = setup({ maxExperiments: 1 });
+    await startWithBaseline(loop);
+    setConstant(repo, 'SCORE', '0.8');
+    setConstant(repo, 'SLEEP_MS', '1500');
+    const only = await loop.runExperiment({ description: 'the only one' });
+    // Closing now would orphan the running experiment.
+    const early = await promisify(execFile)(process.execPath, [CLI, 'close', '--repo', repo.dir]).catch((e: { code: number; stderr: string }) => e);
+    expect(early).toMatchObject({ code: 1 });
+    expect((early as { stderr: string }).stderr).toContain(`experiment ${only.id} is still running`);
+    await loop.revert({ id: (await finished(loop, only.id)).id });
+    const replaced = await rejection(loop.startSession({ tag: 'again', replace: true }));
+    expect(replaced.code).toBe('session_finished');
+    expect(replaced.hint).toContain('ratchet close');
+    const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'close', '--repo', repo.dir]);
+    expect(stdout).toContain('Closed session t1');
+    expect(loop.ledger.activeSession()).toBeUndefined();
+    const next = await loop.startSession({ tag: 'again' });
+    expect(next.session.tag).toBe('again');
+    await finished(loop, next.baseline.id);
+    expect((await loop.status()).finished).toBeNull();
+    expect(loop.ledger.verifyChain()).toEqual([]);
+  });
+
   it('with cancel: the running experiment is cancelled', async () => {
     const { repo, loop } = setup({});
     await startWithBaseline(loop);

@@ -25,6 +25,14 @@ describe('README', () => {
     for (const fact of ['bubblewrap', 'ratchet verify', 'ratchet integrity --accept', 'refs/ratchet/ledger-head', 'evaluate']) expect(trust).toContain(fact);
   });
 
+  it('documents the morning: ratchet status, the report with its files and resources, and the dashboard with its security note', () => {
+    expect(section('`ratchet status`')).toContain('--json');
+    const report = section('The morning report');
+    for (const fact of ['ratchet report', 'report.md', 'progress.png', 'report.html', 'ratchet://report', 'ratchet://chart.png']) expect(report).toContain(fact);
+    const dashboard = section('The dashboard');
+    for (const fact of ['ratchet dashboard', 'ratchet show', '127.0.0.1', 'token', 'setup:browser']) expect(dashboard).toContain(fact);
+  });
+
   it('documents ratchet verify and the performance figures\' source', () => {
     expect(section('`ratchet verify`')).toContain('--runs');
     expect(section('Performance')).toContain('npm run bench:overhead');

@@ -155,6 +155,14 @@ export class Ledger extends LedgerReads {
     }).immediate();
   }
 
+  /** The user closed a finished session (`ratchet close`): it is no longer active, so the agent may start the next one. */
+  closeSession(sessionId: number): SessionRow {
+    return this.db.transaction(() => {
+      this.update('sessions', sessionId, { active: 0 });
+      return this.session(sessionId)!;
+    }).immediate();
+  }
+
   /** A cap of limits was reached; recorded once per session, so whoever sees it first tells the user and no one else does. */
   recordCapReached(sessionId: number, c: { cap: string; reason: string }): { end: SessionEndRow; recorded: boolean } {
     return this.db.transaction(() => {
