@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import type { Config } from './config.js';
 import type { ExperimentRow, Measurement } from './ledger.js';
-import { criticalValue, decide, pooledNoise, summarize, type PooledNoise } from './statistics.js';
+import { criticalValue, decide, exactness, noiseSd, pooledNoise, summarize, type PooledNoise } from './statistics.js';
 import type { ConstraintCheck, DecisionReport } from './views.js';
 
 /** The machine a run measured on: only measurements from the same host and GPU model are compared or pooled. */
@@ -19,16 +19,24 @@ export function onMachine(measurements: Measurement[], machine: Machine): Measur
   return measurements.filter((m) => m.host === machine.host && m.gpuModel === machine.gpuModel);
 }
 
-/** Pooled over groups of repeated runs of one commit within one experiment, so drift between experiments does not count as noise. */
+/**
+ * Pooled over groups of repeated runs of one commit within one experiment, so drift between experiments does not
+ * count as noise. Whether a zero sd may be trusted is judged per commit across experiments (see exactness).
+ */
 export function noiseOf(measurements: Measurement[]): PooledNoise {
   const groups = new Map<string, number[]>();
+  const byCommit = new Map<string, number[]>();
   for (const m of measurements) {
     const key = `${m.root}:${m.commit}`;
     const group = groups.get(key);
     if (group) group.push(m.value);
     else groups.set(key, [m.value]);
+    const same = byCommit.get(m.commit);
+    if (same) same.push(m.value);
+    else byCommit.set(m.commit, [m.value]);
   }
-  return pooledNoise([...groups.values()]);
+  const { exact, grid } = exactness([...byCommit.values()]);
+  return { ...pooledNoise([...groups.values()]), exact, ...(grid !== null ? { floor: grid / Math.sqrt(12) } : {}) };
 }
 
 export interface Comparison {
@@ -52,7 +60,7 @@ export function compare(metric: number, best: Pick<ExperimentRow, 'id' | 'metric
 export function meanInterval(values: number[], noise: PooledNoise, rule: Config['decision']): [number, number] | null {
   if (!values.length || !noise.df || !Number.isFinite(noise.sd)) return null;
   const mean = values.reduce((a, x) => a + x, 0) / values.length;
-  const half = criticalValue(rule, noise.df) * (noise.sd / Math.sqrt(values.length));
+  const half = criticalValue(rule, noise.df) * (noiseSd(noise) / Math.sqrt(values.length));
   return [mean - half, mean + half];
 }
 
@@ -75,11 +83,39 @@ export interface DecisionInput {
   runsSpent: number;
   /** A failed re-measurement of the best ends the decision with the runs it has. */
   final?: boolean;
+  /** The first of the candidate's runs that failed a constraint; by default the root's own run, if it did. */
+  constraintFailure?: ConstraintFailure | null;
 }
 
-/** Where a candidate stands: greedy compares one run with the best's figure; significant runs the sequential test. */
+export interface ConstraintFailure {
+  run: number;
+  checks: ConstraintCheck[];
+}
+
+/** The candidate's first run (its own or a repeat of it) that failed a constraint, or null. */
+export function constraintFailureOf(root: ExperimentRow, runs: ExperimentRow[]): ConstraintFailure | null {
+  const failed = runs.find((r) => r.commit === root.commit && r.constraintChecks.some((c) => !c.ok));
+  return failed ? { run: failed.id, checks: failed.constraintChecks } : null;
+}
+
+/**
+ * Where a candidate stands: greedy compares one run with the best's figure; significant runs the sequential test.
+ * A failed constraint makes it worse at once, whatever the metric: no further run could make it keepable.
+ */
 export function decisionReport(input: DecisionInput): DecisionReport {
-  return input.config.decision.rule === 'greedy' ? greedyReport(input) : significantReport(input);
+  const report = input.config.decision.rule === 'greedy' ? greedyReport(input) : significantReport(input);
+  const failure = input.constraintFailure !== undefined ? input.constraintFailure : constraintFailureOf(input.root, [input.root]);
+  if (!failure) return report;
+  return { ...report, verdict: 'worse', why: `run #${failure.run} failed constraint(s) ${describeChecks(failure.checks)}: worse whatever the metric, so no more runs are spent on it` };
+}
+
+/** `peak_vram_mb=600 (max 500)` for each failed check. */
+export function describeChecks(checks: ConstraintCheck[]): string {
+  const bounds = (c: ConstraintCheck) => [c.min !== undefined ? `min ${c.min}` : '', c.max !== undefined ? `max ${c.max}` : ''].filter(Boolean).join(', ');
+  return checks
+    .filter((c) => !c.ok)
+    .map((c) => `${c.metric}=${c.value ?? 'missing'} (${bounds(c)})`)
+    .join('; ');
 }
 
 function greedyReport({ root, best, config, runsSpent }: DecisionInput): DecisionReport {

@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import { baselineRepeatsOf } from './config.js';
 import type { LoopContext } from './context.js';
-import { decisionReport, machineOf } from './decision.js';
+import { checkConstraints, constraintFailureOf, decisionReport, machineOf } from './decision.js';
 import type { Driver } from './driver.js';
 import type { ExperimentRow, FinalState, SessionRow } from './ledger.js';
 import { nextSide, summarize } from './statistics.js';
@@ -68,12 +68,45 @@ export function currentReport(ctx: LoopContext, root: ExperimentRow, session: Se
     noise,
     runsSpent: runs.filter((r) => r.id === root.id || (r.state !== 'queued' && r.state !== 'running')).length,
     final: opts.final,
+    constraintFailure: constraintFailureOf(root, runs),
   });
+}
+
+/**
+ * The experiment's secondary figures as the mean over its own measured runs of its commit (the best's
+ * re-measurements are not its runs), each over the runs that reported it; the root's own figures when it ran once.
+ */
+export function secondaryMeans(ctx: LoopContext, root: ExperimentRow, runs: ExperimentRow[], metricName: string): Record<string, number> {
+  const own = runs.filter((r) => r.commit === root.commit && (r.id === root.id || r.state === 'measured'));
+  if (own.length < 2) return root.secondary;
+  const sums = new Map<string, { sum: number; n: number }>();
+  for (const r of own) {
+    for (const s of ctx.ledger.samples(r.id)) {
+      if (s.name === metricName) continue;
+      const t = sums.get(s.name) ?? { sum: 0, n: 0 };
+      sums.set(s.name, { sum: t.sum + s.value, n: t.n + 1 });
+    }
+  }
+  return Object.fromEntries([...sums].map(([name, t]) => [name, t.sum / t.n]));
+}
+
+/**
+ * Records the experiment's figures over all its runs (no new samples): the mean secondary figures, and constraint
+ * checks on them unless a run failed one (then that run's checks, so keep names the constraint it failed).
+ */
+function recordMeans(ctx: LoopContext, root: ExperimentRow, config: Config, metric: number | null): void {
+  const runs = ctx.ledger.runsOf(root.id);
+  if (metric === null || runs.length < 2) return;
+  const secondary = secondaryMeans(ctx, root, runs, config.metric.name);
+  const failure = constraintFailureOf(root, runs);
+  const constraintChecks = failure ? failure.checks : checkConstraints(config, metric, secondary);
+  ctx.ledger.recordMeasurement(root.id, { metric, secondary, constraintChecks, metricLines: root.metricLines, samples: [] });
 }
 
 function concludeBaseline(ctx: LoopContext, driver: Driver, root: ExperimentRow, runs: number, failed: ExperimentRow | undefined): void {
   const config = ctx.configOf(ctx.ledger.session(root.sessionId)!);
   const values = ctx.measurements(root.sessionId, config.metric.name).filter((m) => m.root === root.id).map((m) => m.value);
+  recordMeans(ctx, root, config, summarize(values).mean);
   ctx.ledger.recordVerdict(root.id, null, summarize(values).mean);
   driver.finish(root.id, 'measured', failed ? `calibration stopped at ${values.length} run(s): repeat #${failed.id} ${failed.state}` : null);
   driver.adoptBaseline(ctx.ledger.experiment(root.id)!);
@@ -82,6 +115,7 @@ function concludeBaseline(ctx: LoopContext, driver: Driver, root: ExperimentRow,
 
 function concludeCandidate(ctx: LoopContext, driver: Driver, root: ExperimentRow, report: DecisionReport, failed: ExperimentRow | undefined): void {
   const note = failed ? ` The best's repeat #${failed.id} ${failed.state}, so the decision uses the runs before it.` : '';
+  recordMeans(ctx, root, ctx.configOf(ctx.ledger.session(root.sessionId)!), report.candidate.mean);
   ctx.ledger.recordVerdict(root.id, { ...report, why: report.why + note }, report.candidate.mean);
   driver.finish(root.id, 'measured', null);
   ctx.log.info({ id: root.id, verdict: report.verdict, runs: report.runsSpent }, 'decided');

@@ -15,7 +15,7 @@ import { compileGrep } from './safe-regex.js';
 import * as refusals from './refusals.js';
 import { formatNumber } from './format.js';
 import { finishedSentence, limitsReport, sessionFinished } from './limits.js';
-import { currentReport } from './repeats.js';
+import { currentReport, secondaryMeans } from './repeats.js';
 import { readLogTail } from './runner/runner.js';
 import { minimumDetectableEffect, summarize } from './statistics.js';
 import type { DecisionReport, ExperimentView, MetricReport, Noise, SessionView, Status } from './views.js';
@@ -29,8 +29,14 @@ export interface Progress {
   lastLogLine: string | null;
 }
 
+/** A repeated experiment's secondary figures are the mean over its runs, even while its repeats still run. */
 export function experimentView(ctx: LoopContext, e: ExperimentRow): ExperimentView {
-  return toView(e, e.kind === 'repeat' ? 1 : ctx.ledger.runsOf(e.id).length);
+  if (e.kind === 'repeat') return toView(e, 1);
+  const runs = ctx.ledger.runsOf(e.id);
+  const view = toView(e, runs.length);
+  if (runs.length < 2) return view;
+  const session = ctx.ledger.session(e.sessionId)!;
+  return { ...view, secondary: secondaryMeans(ctx, e, runs, ctx.configOf(session).metric.name) };
 }
 
 export function toView(e: ExperimentRow, runs = 1): ExperimentView {

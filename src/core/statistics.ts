@@ -43,6 +43,59 @@ export function summarize(values: number[]): SampleSummary {
 export interface PooledNoise {
   sd: number;
   df: number;
+  /** Judged exact (see exactness): only then may a zero sd be trusted, and a difference taken as real. */
+  exact?: boolean;
+  /**
+   * Least sd to assume for a metric on a coarse grid of step g, whose runs agree more often than they are precise:
+   * g/√12, the sd of a reading rounded to that grid (the standard uncertainty of a resolution g, as in the GUM).
+   */
+  floor?: number;
+}
+
+/** The sd the intervals use: the pooled one, never below the floor. */
+export function noiseSd(noise: PooledNoise): number {
+  return Math.max(noise.sd, noise.floor ?? 0);
+}
+
+/**
+ * Runs of one commit that must agree exactly before a metric is taken as exact. Five identical runs: a metric
+ * whose run repeated the previous value only half the time would do so four times running 1 time in 16, and a
+ * noisy fine-grained metric almost never repeats a value at all. The baseline's three calibration runs alone
+ * are not enough: one re-measurement of the best or two of a candidate must agree too.
+ */
+export const EXACT_RUNS = 5;
+
+/** Largest denominator tried for a grid: pass rates of up to 100 cases, counts, percentages, two-decimal figures. */
+const MAX_GRID_DENOMINATOR = 100;
+
+/**
+ * The step of the coarse grid every value lies on (k/d for one d up to 100, or an integer), or null for a
+ * fine-grained metric. A pass rate or a count can only take a few values, so runs agree by chance: such a
+ * metric is never taken as exact. The step is the smallest gap seen between distinct values (at least 1/d).
+ */
+export function gridStep(values: number[]): number | null {
+  if (!values.length) return null;
+  let denominator = 0;
+  for (let d = 1; d <= MAX_GRID_DENOMINATOR && !denominator; d++) {
+    if (values.every((v) => Math.abs(v * d - Math.round(v * d)) <= 1e-9 * Math.max(1, Math.abs(v * d)))) denominator = d;
+  }
+  if (!denominator) return null;
+  const distinct = [...new Set(values)].sort((a, b) => a - b);
+  let gap = Infinity;
+  for (let i = 1; i < distinct.length; i++) gap = Math.min(gap, distinct[i]! - distinct[i - 1]!);
+  return Math.max(1 / denominator, Number.isFinite(gap) ? gap : 0);
+}
+
+/**
+ * Whether the session's metric is exact, from its values grouped by commit (across experiments, so the best's
+ * re-measurements count): never on a coarse grid, never once one commit gave two different values, and only
+ * once some commit gave EXACT_RUNS identical values.
+ */
+export function exactness(byCommit: number[][]): { exact: boolean; grid: number | null } {
+  const grid = gridStep(byCommit.flat());
+  if (grid !== null) return { exact: false, grid };
+  if (byCommit.some((g) => g.some((v) => v !== g[0]))) return { exact: false, grid };
+  return { exact: byCommit.some((g) => g.length >= EXACT_RUNS), grid };
 }
 
 export function pooledNoise(groups: number[][]): PooledNoise {
@@ -77,7 +130,7 @@ export function criticalValue(rule: DecisionRule, df: number): number {
 export function minimumDetectableEffect(noise: PooledNoise, rule: DecisionRule): number | null {
   if (!noise.df || !Number.isFinite(noise.sd)) return null;
   const crit = criticalValue(rule, noise.df);
-  return (crit + jStat.normal.inv(0.8, 0, 1)) * noise.sd * Math.sqrt(2 / rule.maxRepeats);
+  return (crit + jStat.normal.inv(0.8, 0, 1)) * noiseSd(noise) * Math.sqrt(2 / rule.maxRepeats);
 }
 
 export interface Comparison {
@@ -119,8 +172,8 @@ export function look(input: {
   const out = { ...base, effect, relative };
   const last = input.pairsLeft <= 0;
 
-  if (noise.df > 0 && noise.sd === 0) {
-    // Every repeat so far measured exactly the same: the metric is deterministic, so a difference is real.
+  if (noise.df > 0 && noise.sd === 0 && noise.exact === true) {
+    // Judged exact (fine-grained, EXACT_RUNS identical runs of one commit, no commit ever varied): a difference is real.
     out.interval = [effect, effect];
     if (effect < rule.minEffect) return { ...out, verdict: 'worse', why: 'deterministic metric: the candidate measured no better than the best' };
     if (!input.paired) return { ...out, why: 'deterministic so far: one re-measurement of the best confirms it' };
@@ -128,8 +181,13 @@ export function look(input: {
     return { ...out, verdict: 'inconclusive', why: 'deterministic metric: the candidate ties the best' };
   }
   if (!noise.df) return { ...out, why: 'the noise is not known yet (no metric was measured twice); measuring again' };
+  const sd = noiseSd(noise);
+  if (sd === 0) {
+    const why = `no run has varied yet, but the metric is not known to be exact until one commit gives ${EXACT_RUNS} identical runs; measuring again`;
+    return { ...out, verdict: last && input.paired ? 'inconclusive' : 'pending', why };
+  }
 
-  const se = noise.sd * Math.sqrt(1 / candidate.length + 1 / reference.length);
+  const se = sd * Math.sqrt(1 / candidate.length + 1 / reference.length);
   const crit = criticalValue(rule, noise.df);
   out.interval = [effect - crit * se, effect + crit * se];
   if (input.paired && out.interval[0] > rule.minEffect) return { ...out, verdict: 'improved', why: `the whole interval is better than minEffect (${rule.minEffect})` };
@@ -141,7 +199,7 @@ export function look(input: {
   // Stochastic curtailment by predictive power (Spiegelhalter, Freedman & Blackburn 1986): stop when the remaining
   // repeats are unlikely to end in an improvement, averaging over what the true effect may be given the runs so far.
   // The final look will also know the noise better: each further run adds a degree of freedom.
-  const finalSe = noise.sd * Math.sqrt(2 / rule.maxRepeats);
+  const finalSe = sd * Math.sqrt(2 / rule.maxRepeats);
   const finalCrit = criticalValue(rule, noise.df + 2 * Math.max(0, input.pairsLeft));
   const infoNow = 1 / se ** 2;
   const infoFinal = 1 / finalSe ** 2;
@@ -243,7 +301,7 @@ export interface PruneCheck {
  */
 export function pruneMargin(noise: PooledNoise, rule: DecisionRule, referenceRuns: number): number {
   if (!noise.df || !Number.isFinite(noise.sd)) return 0;
-  return criticalValue(rule, noise.df) * noise.sd * Math.sqrt(1 + 1 / Math.max(1, referenceRuns));
+  return criticalValue(rule, noise.df) * noiseSd(noise) * Math.sqrt(1 + 1 / Math.max(1, referenceRuns));
 }
 
 /**

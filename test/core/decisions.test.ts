@@ -20,6 +20,7 @@ const SEED = 7;
 const STEPS = 0;
 const STEP_MS = 0;
 const CRASH_ON_RUN = 0;
+const VRAM = 1024;
 const run = Number(process.env.RATCHET_EXPERIMENT_ID ?? 0);
 if (CRASH_ON_RUN && run >= CRASH_ON_RUN) { console.error('out of memory'); process.exit(1); }
 let s = (SEED * 1000003 + run * 7919) >>> 0;
@@ -31,14 +32,15 @@ for (let k = 1; k <= STEPS; k++) {
   console.log('progress score=' + (SCORE + noise + 2 * Math.exp(-k / 5)).toFixed(6) + ' step=' + k);
 }
 console.log('score: ' + (SCORE + noise).toFixed(6));
+console.log('peak_vram_mb: ' + VRAM * run);
 `;
 
 const { repos, loops } = cleanedUpAfterEach();
 
-function setup(decision: Record<string, unknown>, constants: Record<string, string> = {}) {
-  let train = NOISY_TRAIN;
+function setup(decision: Record<string, unknown>, constants: Record<string, string> = {}, extra: Record<string, unknown> = {}, script = NOISY_TRAIN) {
+  let train = script;
   for (const [name, value] of Object.entries(constants)) train = train.replace(new RegExp(`const ${name} = [^;]+;`), `const ${name} = ${value};`);
-  const repo = makeRepo({ 'train.mjs': train, 'evaluate.mjs': '// unused\n' }, baseConfig({ decision: { rule: 'significant', ...decision } }));
+  const repo = makeRepo({ 'train.mjs': train, 'evaluate.mjs': '// unused\n' }, baseConfig({ decision: { rule: 'significant', ...decision }, ...extra }));
   repos.push(repo);
   const loop = new ResearchLoop({ repo: repo.dir, logger: silentLogger() });
   loops.push(loop);
@@ -150,17 +152,65 @@ describe('verdicts', () => {
     expect(report.decision!.runs.filter((r) => r.side === 'best').length).toBe(report.decision!.best.n);
   });
 
-  it('a deterministic metric decides an improvement after one pair', async () => {
-    const { repo, loop } = setup({}, { SIGMA: '0' });
+  it('a fine-grained metric is taken as exact once one commit gave five identical runs, then one run rejects', async () => {
+    const { repo, loop } = setup({}, { SIGMA: '0', SCORE: '1.012345' });
     await startWithBaseline(loop);
     expect((await loop.status()).noise?.sd).toBe(0);
-    const better = await tryCandidate(repo, loop, '0.99');
-    expect((await loop.readMetric(better.id)).decision?.verdict).toBe('improved');
-    expect(better.runs).toBe(2);
+    // Three calibration runs are not enough: the best is re-measured twice (five identical runs) before the pair decides.
+    const better = await tryCandidate(repo, loop, '0.912345');
+    const report = (await loop.readMetric(better.id)).decision!;
+    expect(report.verdict).toBe('improved');
+    expect(report.why).toMatch(/deterministic/);
+    expect(better.runs).toBe(4);
     await loop.keep({ id: better.id });
-    const worse = await tryCandidate(repo, loop, '1.2');
+    const worse = await tryCandidate(repo, loop, '1.212345');
     expect((await loop.readMetric(worse.id)).decision?.verdict).toBe('worse');
     expect(worse.runs).toBe(1);
+  });
+
+  it('a pass rate that read 0, 0, 0 is not exact: one lucky run of a neutral edit is not kept', async () => {
+    // Binary assertions: the score moves in steps of 10; this edit reads 10 on its first run only (run id 4), by luck.
+    const passRate = "const LUCKY = 4;\nconst run = Number(process.env.RATCHET_EXPERIMENT_ID ?? 0);\nconsole.log('score: ' + (run === LUCKY ? 10 : 0));\n";
+    const { repo, loop } = setup({}, {}, { metric: { name: 'score', direction: 'maximize' } }, passRate);
+    await startWithBaseline(loop);
+    expect((await loop.status()).noise?.sd).toBe(0);
+    setConstant(repo, 'LUCKY', '4 /* neutral edit */');
+    const e = await finished(loop, (await loop.runExperiment({ description: 'neutral' })).id);
+    const report = (await loop.readMetric(e.id)).decision!;
+    expect(report.verdict).not.toBe('improved');
+    expect(e.runs).toBeGreaterThan(2);
+    expect(report.why).not.toMatch(/deterministic/);
+    expect((await rejection(loop.keep({ id: e.id }))).code).toBe('not_decidable');
+  });
+});
+
+describe('constraints and secondary figures', () => {
+  it('a candidate over a constraint on its first run ends at once as worse, naming the constraint', async () => {
+    const { repo, loop } = setup({}, {}, { metric: { name: 'score', direction: 'minimize', secondary: ['peak_vram_mb'], constraints: [{ metric: 'peak_vram_mb', max: 10000 }] } });
+    await startWithBaseline(loop);
+    setConstant(repo, 'VRAM', '100000'); // run 4 reports 400000 MB
+    const e = await tryCandidate(repo, loop, '0.9'); // a clear gain on the metric, which must not buy repeats
+    expect(e.runs).toBe(1);
+    const report = await loop.readMetric(e.id);
+    expect(report.decision?.verdict).toBe('worse');
+    expect(report.decision?.why).toMatch(/constraint.*peak_vram_mb=400000 \(max 10000\)/);
+    expect(report.constraints.filter((c) => !c.ok).map((c) => c.metric)).toEqual(['peak_vram_mb']);
+    expect((await rejection(loop.keep({ id: e.id }))).message).toMatch(/violates constraint.*peak_vram_mb/);
+  });
+
+  it('a repeated experiment reports the mean of its runs\' secondary figures in read_metric, list_experiments and results.tsv', async () => {
+    const { repo, loop } = setup({});
+    const baseline = await startWithBaseline(loop);
+    // Calibration runs 1, 2, 3 print 1024, 2048, 3072: the mean is 2048 MB (2.0 GB), the first run alone 1.0 GB.
+    expect(baseline.secondary.peak_vram_mb).toBe(2048);
+    expect((await loop.listExperiments({})).experiments.find((x) => x.id === baseline.id)?.secondary.peak_vram_mb).toBe(2048);
+    expect(readFileSync(loop.resultsTsvPath, 'utf8').split('\n')[1]).toMatch(/\t2\.0\tkeep\t/);
+    const e = await tryCandidate(repo, loop, '0.9');
+    const own = loop.ledger.runsOf(e.id).filter((r) => r.commit === e.commit);
+    expect(own.length).toBeGreaterThan(1);
+    const mean = own.reduce((a, r) => a + 1024 * r.id, 0) / own.length;
+    expect((await loop.readMetric(e.id)).experiment.secondary.peak_vram_mb).toBeCloseTo(mean, 9);
+    expect(mean).not.toBe(1024 * e.id);
   });
 });
 
@@ -228,9 +278,9 @@ describe('plateau', () => {
 
 describe('the working tree during repeats', () => {
   it('leaves edits made while repeats run in the agent\'s tree, and measures the real best and candidate from their commits', async () => {
-    const { repo, loop } = setup({}, { SIGMA: '0', STEPS: '10', STEP_MS: '100' });
+    const { repo, loop } = setup({}, { SIGMA: '0', SCORE: '1.012345', STEPS: '10', STEP_MS: '100' });
     await startWithBaseline(loop);
-    setConstant(repo, 'SCORE', '0.9');
+    setConstant(repo, 'SCORE', '0.912345');
     const { id } = await loop.runExperiment({ description: 'better' });
     // Wait until the best is being re-measured, then edit as an impatient agent would.
     while (loop.ledger.experiment(id)!.phase !== 'repeats') await new Promise((r) => setTimeout(r, 50));
@@ -239,11 +289,11 @@ describe('the working tree during repeats', () => {
     const report = (await loop.readMetric(id)).decision!;
     expect(report.verdict).toBe('improved');
     // The best re-measured as the best, not as the candidate or the edit.
-    expect(report.best.mean).toBe(1);
-    expect(report.candidate.mean).toBe(0.9);
+    expect(report.best.mean).toBe(1.012345);
+    expect(report.candidate.mean).toBe(0.912345);
     // Each repeat ran in its own workspace: the agent's tree was never swapped, and its new edit is still there.
     expect(repo.read('notes/idea.md')).toBe('next idea\n');
-    expect(repo.read('train.mjs')).toContain('const SCORE = 0.9;');
+    expect(repo.read('train.mjs')).toContain('const SCORE = 0.912345;');
     await loop.keep({ id: e.id });
     expect(repo.git('status', '--porcelain')).toBe('?? notes/');
   });

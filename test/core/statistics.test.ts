@@ -1,8 +1,13 @@
 // The statistics against known distributions: summaries, pooled noise, the error rate and power of the
 // sequential decision (simulated with a seeded generator through the same `decide` the loop uses), pruning.
 import { describe, it, expect } from 'vitest';
+import { noiseOf } from '../../src/core/decision.js';
+import type { Measurement } from '../../src/core/ledger.js';
 import {
   checkPrune,
+  EXACT_RUNS,
+  exactness,
+  gridStep,
   pruneMargin,
   decide,
   minimumDetectableEffect,
@@ -154,12 +159,25 @@ describe('the sequential decision', () => {
     expect(stuck.verdict).toBe('inconclusive');
   });
 
-  it('treats a metric that never varied as deterministic: one pair decides', () => {
-    const noise = { sd: 0, df: 2 };
+  it('treats a metric judged exact as deterministic: one pair decides', () => {
+    const noise = { sd: 0, df: 2, exact: true };
     expect(decide({ candidate: [0.9], fresh: [], history: [1, 1, 1], noise, rule: RULE, direction: 'minimize' }).verdict).toBe('pending');
     expect(decide({ candidate: [0.9], fresh: [1], history: [1, 1, 1], noise, rule: RULE, direction: 'minimize' }).verdict).toBe('improved');
     expect(decide({ candidate: [1.1], fresh: [], history: [1, 1, 1], noise, rule: RULE, direction: 'minimize' }).verdict).toBe('worse');
     expect(decide({ candidate: [1], fresh: [1], history: [1, 1, 1], noise, rule: RULE, direction: 'minimize' }).verdict).toBe('inconclusive');
+  });
+
+  it('never takes a zero sd as exact unless it was judged exact: no zero-width interval, no keep from one pair', () => {
+    // A pass rate in steps of 10: a baseline that read 0, 0, 0 and a neutral edit that read 10 once.
+    const coarse = { sd: 0, df: 2, exact: false, floor: 10 / Math.sqrt(12) };
+    const one = decide({ candidate: [10], fresh: [0], history: [0, 0, 0], noise: coarse, rule: RULE, direction: 'maximize' });
+    expect(one.verdict).not.toBe('improved');
+    expect(one.interval![1] - one.interval![0]).toBeGreaterThan(10);
+    // A fine-grained metric not yet judged exact keeps measuring instead of deciding on a zero-width interval.
+    const unsure = decide({ candidate: [0.9], fresh: [1], history: [1, 1, 1], noise: { sd: 0, df: 2, exact: false }, rule: RULE, direction: 'minimize' });
+    expect(unsure.verdict).toBe('pending');
+    expect(unsure.interval).toBeNull();
+    expect(decide({ candidate: [0.9, 0.9], fresh: [1, 1], history: [1], noise: { sd: 0, df: 4 }, rule: { ...RULE, maxRepeats: 2 }, direction: 'minimize' }).verdict).toBe('inconclusive');
   });
 
   it('orders runs candidate, best, best, candidate (ABBA)', () => {
@@ -196,5 +214,45 @@ describe('pruning', () => {
     expect(pruned.median).toBeCloseTo(2.1, 10);
     expect(checkPrune({ ...args, direction: 'maximize', curve: [{ step: 10, value: 2.5 }] })?.prune).toBe(false);
     expect(checkPrune({ ...args, references: [], curve: [{ step: 10, value: 99 }] })).toBeNull();
+  });
+});
+
+describe('exactness', () => {
+  const m = (commit: string, root: number, value: number, i: number): Measurement => ({ sampleId: i, root, run: i, commit, value, host: 'h', gpuModel: null });
+  const runs = (commit: string, root: number, values: number[], from = 0) => values.map((v, i) => m(commit, root, v, from + i));
+
+  it('finds the grid of a metric that can only take a few values', () => {
+    expect(gridStep([0, 0, 0])).toBe(1);
+    expect(gridStep([0, 10, 20])).toBe(10);
+    expect(gridStep([0.8, 0.9])).toBeCloseTo(0.1, 12);
+    expect(gridStep([1 / 3, 2 / 3])).toBeCloseTo(1 / 3, 12);
+    expect(gridStep([1.012345, 0.912345])).toBeNull();
+    expect(gridStep([0, 10, 1.012345])).toBeNull();
+  });
+
+  it('never takes a coarse metric as exact, however often it repeats', () => {
+    expect(exactness([[0, 0, 0, 0, 0, 0, 0, 0]]).exact).toBe(false);
+    const noise = noiseOf(runs('a', 1, [0, 0, 0]));
+    expect(noise.sd).toBe(0);
+    expect(noise.exact).toBe(false);
+    expect(noise.floor).toBeCloseTo(1 / Math.sqrt(12), 12);
+  });
+
+  it('takes a fine-grained metric as exact only after EXACT_RUNS identical runs of one commit', () => {
+    const v = 1.012345;
+    expect(exactness([Array(EXACT_RUNS - 1).fill(v)]).exact).toBe(false);
+    expect(exactness([Array(EXACT_RUNS).fill(v)]).exact).toBe(true);
+    // Runs of one commit across experiments count together (the best's re-measurements included).
+    expect(noiseOf([...runs('a', 1, [v, v, v]), ...runs('a', 2, [v, v], 3)]).exact).toBe(true);
+  });
+
+  it('never after one commit gave two different values, even in different experiments', () => {
+    const v = 1.012345;
+    // Each experiment's group agrees with itself, so the pooled sd is 0; the commit still measured two values.
+    const rows = [...runs('a', 1, [v, v, v, v, v]), ...runs('a', 2, [v + 0.5], 5), ...runs('b', 2, [0.912345], 6)];
+    const noise = noiseOf(rows);
+    expect(noise.sd).toBe(0);
+    expect(noise.exact).toBe(false);
+    expect(decide({ candidate: [0.912345], fresh: [v + 0.5], history: [v], noise, rule: RULE, direction: 'minimize' }).verdict).toBe('pending');
   });
 });
