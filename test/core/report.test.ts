@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ResearchLoop } from '../../src/core/loop.js';
 import { Ledger, ledgerPath } from '../../src/core/ledger.js';
-import { chartPng, chartSvg, PNG_ZOOM, rasterOptions } from '../../src/core/report/chart.js';
+import { chartPng, chartSvg, MAX_POINTS, PNG_ZOOM, rasterOptions, thinned } from '../../src/core/report/chart.js';
 import { gatherReport, reportHtml, reportMarkdown, type ReportData } from '../../src/core/report/report.js';
 import { topicOf } from '../../src/core/report/ideas.js';
 import { silentLogger } from '../../src/log.js';
@@ -276,5 +276,26 @@ describe('results.tsv after the night', () => {
     const refusals = readFileSync(join(repo.dir, '.ratchet', 'refusals.tsv'), 'utf8');
     expect(refusals).toContain('Fix the evaluator\tedit surface violated by README.md');
     expect(execFileSync('git', ['status', '--porcelain'], { cwd: repo.dir }).toString()).toBe('');
+  });
+});
+
+describe('a chart of a long night', () => {
+  it('draws at most MAX_POINTS points: every kept and baseline run, the rest thinned evenly, and says how many were left out', () => {
+    const points = Array.from({ length: 5_000 }, (_, i) => ({
+      experiment: i + 1,
+      value: 1 - i * 1e-5,
+      category: (i < 3 ? 'baseline (calibration)' : i % 150 === 0 ? 'kept' : i % 2 ? 'discarded' : 'best re-measured') as Parameters<typeof thinned>[0][number]['category'],
+    }));
+    const { drawn, left } = thinned(points);
+    expect(drawn.length).toBeLessThanOrEqual(MAX_POINTS);
+    expect(drawn.length + left).toBe(points.length);
+    const kept = points.filter((p) => p.category === 'kept' || p.category === 'baseline (calibration)');
+    for (const p of kept) expect(drawn).toContainEqual(p);
+    expect(drawn.map((p) => p.experiment)).toEqual([...drawn.map((p) => p.experiment)].sort((a, b) => a - b));
+    // Evenly: the thinned runs reach across the whole night, not just its start.
+    const thinnedRuns = drawn.filter((p) => p.category === 'discarded');
+    expect(Math.max(...thinnedRuns.map((p) => p.experiment))).toBeGreaterThan(4_500);
+    // A short night is drawn whole.
+    expect(thinned(points.slice(0, 100))).toEqual({ drawn: points.slice(0, 100), left: 0 });
   });
 });

