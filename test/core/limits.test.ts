@@ -2,7 +2,6 @@
 import { describe, it, expect } from 'vitest';
 import Database from 'better-sqlite3';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { ResearchLoop } from '../../src/core/loop.js';
@@ -11,6 +10,7 @@ import { parseConfig } from '../../src/core/config.js';
 import { capReached, limitsReport, sessionFinished } from '../../src/core/limits.js';
 import { silentLogger } from '../../src/log.js';
 import { makeRepo, TRAIN, EVALUATE, baseConfig, setConstant } from '../helpers/repo.js';
+import { readmeSection } from '../helpers/readme.js';
 import { cleanedUpAfterEach, finished, rejection, startWithBaseline } from '../helpers/loop.js';
 
 const { repos, loops } = cleanedUpAfterEach();
@@ -70,10 +70,7 @@ describe('limits in ratchet.json', () => {
 
 describe('the README section "Caps and notifications"', () => {
   it('shows configs that parse', () => {
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-    const start = readme.indexOf('\n## Caps and notifications');
-    expect(start, 'README lost its "Caps and notifications" section').toBeGreaterThan(-1);
-    const section = readme.slice(start, readme.indexOf('\n## ', start + 4));
+    const section = readmeSection('Caps and notifications');
     const blocks = [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]!);
     expect(blocks).toHaveLength(2);
     const example = parseConfig({ ...baseConfig(), ...JSON.parse(blocks[0]!) });

@@ -6,6 +6,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readmeSection } from '../helpers/readme.js';
 import { MAX_WAIT_SECONDS } from '../../src/core/loop.js';
 import { installClients } from '../hooks/clients.js';
 
@@ -14,9 +15,7 @@ const FAKE_CODEX = fileURLToPath(new URL('../hooks/fake-codex.mjs', import.meta.
 // Installing copies the plugin's folder, this checkout with its node_modules, into Claude Code's cache: about 30 s on 2 busy cores.
 const PLUGIN_TIMEOUT_MS = 240_000;
 
-const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-const TITLE = '\n## Use it on your own project';
-const section = readme.slice(readme.indexOf(TITLE), readme.indexOf('\n## ', readme.indexOf(TITLE) + 5));
+const section = readmeSection('Use it on your own project');
 const blocks = (lang: string) => [...section.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
 /** Every command line of the section's sh blocks; each test marks the ones it ran, and the last test checks none was left out. */
 const commands = blocks('sh').flatMap((b) => b.split('\n').map((l) => l.trim()).filter(Boolean));

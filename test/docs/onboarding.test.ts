@@ -5,24 +5,18 @@ import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readme, readmeSection } from '../helpers/readme.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const json = (path: string) => JSON.parse(readFileSync(join(ROOT, path), 'utf8'));
 const pkg = json('package.json');
 
-function section(title: string): string {
-  const start = readme.indexOf(`\n## ${title}`);
-  expect(start, `README lost its "${title}" section`).toBeGreaterThan(-1);
-  const end = readme.indexOf('\n## ', start + 4);
-  return readme.slice(start, end === -1 ? undefined : end);
-}
 
 describe('README: Use it on your own project', () => {
   it('follows the Quick start and walks from install to the first session', () => {
     const quick = readme.indexOf('\n## Quick start');
     expect(readme.indexOf('\n## ', quick + 4)).toBe(readme.indexOf('\n## Use it on your own project'));
-    const onboarding = section('Use it on your own project');
+    const onboarding = readmeSection('Use it on your own project');
     for (const step of [
       'npm ci && npm run build && npm link',
       'npm i -g ratchet-mcp',
