@@ -61,13 +61,13 @@ export async function acquireServerLock(repo: string, lockFile = defaultLockFile
 /** The live server that holds the repo's lock, or null when none does: asked without taking the lock. */
 export async function serverHolding(repo: string, lockFile = defaultLockFile(repo)): Promise<LockHolder | null> {
   if (process.platform !== 'linux') {
+    let holder: LockHolder | null = null;
     try {
-      const holder = JSON.parse(readFileSync(lockFile, 'utf8')) as LockHolder;
-      process.kill(holder.pid, 0);
-      return holder;
+      holder = parseHolder(readFileSync(lockFile, 'utf8'));
     } catch {
-      return null;
+      return null; // no lock file: no server
     }
+    return holder && holderAlive(holder) ? holder : null;
   }
   return askHolder(lockSocketName(repo), lockFile);
 }

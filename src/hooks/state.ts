@@ -12,7 +12,7 @@ export interface SessionState {
   recent: ExperimentView[];
   /** The ledger's chain head: every write moves it, so an unchanged head means nothing happened. */
   head: number;
-  /** Whether a ratchet server drives the repo now: without one, a run shown as running is not being followed. */
+  /** Whether a ratchet server drives the repo now, asked only while a run shows as running: without one, nobody follows it. */
   serverAlive: boolean;
 }
 
@@ -26,7 +26,7 @@ export async function readSessionState(repo: string): Promise<SessionState | nul
   try {
     const status = await loop.status();
     const recent = status.session ? (await loop.listExperiments({ limit: RECENT })).experiments : [];
-    return { status, recent, head: loop.ledger.chainHead().seq, serverAlive: (await serverHolding(repo)) !== null };
+    return { status, recent, head: loop.ledger.chainHead().seq, serverAlive: status.running !== null && (await serverHolding(repo)) !== null };
   } finally {
     loop.close();
   }

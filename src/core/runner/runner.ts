@@ -95,6 +95,8 @@ function spawnSupervisor(script: string, stderr: number | 'ignore' = 'ignore'): 
   const child = spawn(process.execPath, [script, '--spare', TITLE_ROOM], { detached: true, stdio: ['pipe', 'pipe', stderr], env: process.env, cwd: '/' });
   const pooled = { child, runs: 0 };
   child.stdin!.on('error', () => {});
+  // A supervisor idle in the pool has no run listening for its errors; one unheard 'error' would crash the server.
+  child.on('error', () => {});
   child.once('exit', () => {
     const at = idle.indexOf(pooled);
     if (at >= 0) idle.splice(at, 1);
@@ -104,9 +106,7 @@ function spawnSupervisor(script: string, stderr: number | 'ignore' = 'ignore'): 
 
 function spawnSpare(script: string): void {
   if (process.env.RATCHET_NO_SPARE_SUPERVISOR) return;
-  const pooled = spawnSupervisor(script);
-  pooled.child.on('error', () => {});
-  release(pooled, true);
+  release(spawnSupervisor(script), true);
 }
 
 /** Back to the pool when it can take another run; otherwise its stdin closes and it exits. */
