@@ -3,76 +3,15 @@ import type Database from 'better-sqlite3';
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { RatchetError } from '../errors.js';
-import type { Pin } from '../surface.js';
-import type { ConstraintCheck, DecisionReport } from '../views.js';
+import type { DecisionReport } from '../views.js';
+export type { DecisionRecord, MeasurementRecord, NewExperiment, NewSample, NewSession, RunFacts, RunStart } from './inputs.js';
 import { Chain, type ChainFinding, type ChainHead } from './chain.js';
 import { openLedgerDatabase } from './open.js';
 import { LedgerReads } from './reads.js';
 import { isFinalForResults, resultsLine, ResultsFiles, type ResultsWrite } from './results-tsv.js';
-import type { Decision, DiffStats, ExperimentKind, ExperimentRow, ExperimentState, FinalState, GpuAssignment, Phase, SessionEndRow, SessionRow } from './rows.js';
+import type { DecisionRecord, MeasurementRecord, NewExperiment, NewSession, RunFacts, RunStart } from './inputs.js';
+import type { DiffStats, ExperimentRow, ExperimentState, FinalState, Phase, SessionEndRow, SessionRow } from './rows.js';
 import type { ChainedTable } from './schema.js';
-
-export interface NewSession {
-  tag: string;
-  branch: string;
-  baseCommit: string;
-  bestCommit: string;
-  config: unknown;
-  pins: Pin[];
-  pinnedCommit?: string | null;
-}
-
-export interface NewExperiment {
-  sessionId: number;
-  kind: ExperimentKind;
-  parentCommit: string;
-  description: string;
-  hypothesis?: string | null;
-  commit?: string | null;
-  repeatOf?: number | null;
-  host?: string | null;
-}
-
-export interface RunStart {
-  phase: Exclude<Phase, 'repeats' | 'done'>;
-  runToken: string;
-  supervisorPid: number | null;
-  logPath: string;
-  workspace?: string | null;
-  /** Omitted: keep the experiment's assignment (a later phase runs on the same GPUs). */
-  gpus?: GpuAssignment | null;
-}
-
-export interface RunFacts {
-  exitCode: number | null;
-  signal: string | null;
-  durationMs: number | null;
-  peakMemoryBytes: number | null;
-  memoryMethod: string | null;
-}
-
-export interface NewSample {
-  name: string;
-  value: number;
-  source: 'run' | 'evaluate';
-  host: string;
-  gpuModel: string | null;
-}
-
-export interface MeasurementRecord {
-  metric: number;
-  secondary: Record<string, number>;
-  constraintChecks: ConstraintCheck[];
-  metricLines: number | null;
-  samples: NewSample[];
-}
-
-export interface DecisionRecord {
-  decision: Decision;
-  reason: string;
-  forced?: boolean;
-  completedAfterRestart?: boolean;
-}
 
 /** Whether the file the ledger was opened from is still there: a run may have deleted or replaced it. */
 export type LedgerFile = 'intact' | 'missing' | 'replaced';
