@@ -90,11 +90,11 @@ export class DashboardData {
     const status = await this.loop.status();
     if (!this.ready()) return { ...empty, status, message: 'No session has run in this repo yet: the agent starts one with start_session. This page updates when it does.' };
     const ledger = this.ctx.ledger;
-    const sessions = this.sessions();
+    const sessions = ledger.sessionList();
     const session = (tag === null ? undefined : ledger.sessionByTag(tag)) ?? ledger.activeSession() ?? ledger.latestSession();
     if (!session) return { ...empty, status, message: 'No session has run in this repo yet: the agent starts one with start_session.' };
     const { rows, total } = ledger.listExperiments(session.id, { limit: MAX_TABLE_ROWS });
-    const repeats = this.repeatCounts(session.id);
+    const repeats = ledger.repeatCounts(session.id);
     const config = this.ctx.configOf(session);
     return {
       ...empty,
@@ -152,20 +152,6 @@ export class DashboardData {
     let cached = this.charts.get(sessionId);
     if (cached?.key !== key) this.charts.set(sessionId, (cached = { key, value: sessionChart(this.ctx.ledger, sessionId) }));
     return { key, ...(await cached.value) };
-  }
-
-  /** Runs per experiment beyond its own (its repeats), in one query rather than one per row. */
-  private repeatCounts(sessionId: number): Map<number, number> {
-    const rows = this.ctx.ledger.db
-      .prepare('SELECT repeat_of AS id, COUNT(*) AS n FROM experiments WHERE session_id = ? AND repeat_of IS NOT NULL GROUP BY repeat_of')
-      .all(sessionId) as { id: number; n: number }[];
-    return new Map(rows.map((r) => [r.id, r.n]));
-  }
-
-  private sessions(): Snapshot['sessions'] {
-    // The ledger's reads have no list of sessions; this read-only query is the dashboard's own.
-    const rows = this.ctx.ledger.db.prepare('SELECT id, tag, active, created_at FROM sessions ORDER BY id DESC').all() as { id: number; tag: string; active: number; created_at: string }[];
-    return rows.map((r) => ({ id: r.id, tag: r.tag, active: r.active === 1, createdAt: r.created_at }));
   }
 
   private row(e: ExperimentRow, runs: number): TableRow {

@@ -148,6 +148,18 @@ export class LedgerReads {
     return this.stmt('SELECT COUNT(*) FROM experiments WHERE session_id = ? AND metric_lines > 1').pluck().get(sessionId) as number;
   }
 
+  /** Every session, newest first, in brief: for picking one (the dashboard). */
+  sessionList(): { id: number; tag: string; active: boolean; createdAt: string }[] {
+    const rows = this.stmt('SELECT id, tag, active, created_at FROM sessions ORDER BY id DESC').all() as { id: number; tag: string; active: number; created_at: string }[];
+    return rows.map((r) => ({ id: r.id, tag: r.tag, active: r.active === 1, createdAt: r.created_at }));
+  }
+
+  /** How many repeats each experiment of a session has, in one query rather than one per row. */
+  repeatCounts(sessionId: number): Map<number, number> {
+    const rows = this.stmt('SELECT repeat_of AS id, COUNT(*) AS n FROM experiments WHERE session_id = ? AND repeat_of IS NOT NULL GROUP BY repeat_of').all(sessionId) as { id: number; n: number }[];
+    return new Map(rows.map((r) => [r.id, r.n]));
+  }
+
   /** An experiment's own row followed by its repeats, in the order they ran. */
   runsOf(id: number): ExperimentRow[] {
     return this.all(toExperiment, 'SELECT * FROM experiments WHERE id = ? OR repeat_of = ? ORDER BY id', id, id);
