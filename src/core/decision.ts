@@ -169,3 +169,17 @@ function significantReport({ root, config, measurements, runsSpent, final, noise
     why: cmp.why,
   };
 }
+
+/**
+ * Candidates decided since the last keep, from experiments newest first: the plateau's count. Refusals and runs
+ * still going are not tries yet; the baseline and repeats are not candidates.
+ */
+export function sinceLastKeep(newestFirst: ExperimentRow[]): number {
+  let count = 0;
+  for (const e of newestFirst) {
+    if (e.kind !== 'candidate' || e.state === 'refused' || e.state === 'running' || e.state === 'queued') continue;
+    if (e.decision === 'kept') break;
+    count++;
+  }
+  return count;
+}

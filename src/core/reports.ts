@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from './config.js';
 import type { LoopContext } from './context.js';
-import { compare, machineOf } from './decision.js';
+import { compare, machineOf, sinceLastKeep } from './decision.js';
 import type { SandboxReport } from './executor/executor.js';
 import { isRatchetError } from './errors.js';
 import type { Finding } from './integrity.js';
@@ -109,14 +109,9 @@ export function noiseReport(ctx: LoopContext, session: SessionRow, config: Confi
 
 export function plateau(ctx: LoopContext, session: SessionRow, config: Config): NonNullable<Status['plateau']> {
   const window = config.decision.plateauWindow;
-  const recent = ctx.ledger
-    .listExperiments(session.id, { limit: window })
-    .rows.filter((e) => e.kind === 'candidate' && e.state !== 'running' && e.state !== 'queued' && e.state !== 'refused');
-  let sinceKeep = 0;
-  for (const e of recent) {
-    if (e.decision === 'kept') break;
-    sinceKeep++;
-  }
+  const latest = ctx.ledger.listExperiments(session.id, { limit: window }).rows;
+  const recent = latest.filter((e) => e.kind === 'candidate' && e.state !== 'running' && e.state !== 'queued' && e.state !== 'refused');
+  const sinceKeep = sinceLastKeep(latest);
   const best = ctx.bestOf(session);
   const { noise } = ctx.comparable(session.id, config.metric.name, best ? machineOf(best) : { host: hostname(), gpuModel: null });
   const effects = recent.map((e) => e.verdict?.effect ?? null).filter((x): x is number => x !== null);

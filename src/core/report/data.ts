@@ -1,6 +1,6 @@
 // What the morning report shows, gathered from the Ledger alone: the headline, time, kept changes, rejected ideas, crashes, noise.
 import { parseConfig, type Config } from '../config.js';
-import { machineOf, meanInterval, noiseOf, onMachine } from '../decision.js';
+import { machineOf, meanInterval, noiseOf, onMachine, sinceLastKeep } from '../decision.js';
 import type { ExperimentRow, Ledger, Measurement, SessionRow } from '../ledger.js';
 import { decimalsForNoise, resultsStatus, type ResultsStatus } from '../ledger/results-tsv.js';
 import { readLogTail } from '../runner/log-tail.js';
@@ -236,13 +236,7 @@ function runningSeconds(rows: ExperimentRow[], until: string): number {
 }
 
 function plateauOf(rows: ExperimentRow[], window: number): ReportData['plateau'] {
-  let sinceKeep = 0;
-  for (let i = rows.length - 1; i >= 0; i--) {
-    const e = rows[i]!;
-    if (e.kind !== 'candidate' || e.state === 'refused' || e.state === 'running' || e.state === 'queued') continue;
-    if (e.decision === 'kept') break;
-    sinceKeep++;
-  }
+  const sinceKeep = sinceLastKeep([...rows].reverse());
   return { sinceKeep, window, reached: sinceKeep >= window };
 }
 
