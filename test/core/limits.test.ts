@@ -260,11 +260,15 @@ describe('stopping a session', () => {
     expect(loop.ledger.verifyChain().map((f) => f.what)).toEqual([expect.stringContaining('session_ends row 1 differs from what ratchet last wrote')]);
   });
 
-  it('`ratchet stop --cancel` from another process: the loop sees it, the chain stays whole', async () => {
-    const { repo, loop } = setup({});
-    await startWithBaseline(loop);
+  it('`ratchet stop --cancel` from another process, with no server following the run: it cancels the run itself, and a restarted server sees it', async () => {
+    const { repo, loop: first } = setup({});
+    await startWithBaseline(first);
     setConstant(repo, 'SLEEP_MS', '60000');
-    const started = await loop.runExperiment({ description: 'long' });
+    const started = await first.runExperiment({ description: 'long' });
+    // The server goes away; the run lives on under its supervisor, followed by nobody.
+    first.close();
+    const loop = new ResearchLoop({ repo: repo.dir, logger: silentLogger() });
+    loops.push(loop);
     const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'stop', '--cancel', '--repo', repo.dir]);
     expect(stdout).toContain('Stopped: stopped by the user with `ratchet stop`');
     expect(stdout).toContain(`Experiment ${started.id} was cancelled.`);
