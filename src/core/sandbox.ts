@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import type { SandboxReport, StepRequest } from './executor/executor.js';
+import { RATCHET_BIN } from './runner/step-env.js';
 
 type Mode = SandboxReport['mode'];
 
@@ -73,6 +74,9 @@ export function sandboxArgv(step: StepRequest, bwrap = 'bwrap'): string[] {
   const cacheDir = realpathSync(step.cacheDir);
   argv.push('--bind', workspace, workspace, '--bind', cacheDir, cacheDir);
   for (const input of step.inputs) argv.push('--ro-bind', realpathSync(input.source), underRealPath(input.target, step.workspace, workspace));
+  // ratchet installed inside the repo (its node_modules) would be hidden with it: its package is shown again, read-only.
+  const ratchetRoot = realpathSync(join(RATCHET_BIN, '..'));
+  if (hiddenDirs.some((dir) => ratchetRoot.startsWith(`${dir}/`))) argv.push('--ro-bind', ratchetRoot, ratchetRoot);
   // Read-only once the mount points under them exist (the remount does not reach the binds below).
   for (const dir of hiddenDirs) argv.push('--remount-ro', dir);
   argv.push('--unshare-pid', '--unshare-ipc', '--unshare-uts');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { LocalExecutor } from '../../src/core/executor/local.js';
 import type { StepRequest } from '../../src/core/executor/executor.js';
 import type { RunResult } from '../../src/core/runner/run-spec.js';
-import { sanitizeSearchPath, stepEnv } from '../../src/core/runner/step-env.js';
+import { RATCHET_BIN, sanitizeSearchPath, stepEnv } from '../../src/core/runner/step-env.js';
 import { probeSandbox, sandboxArgv } from '../../src/core/sandbox.js';
 import { ensureSupervisorBuilt } from './runner/built.js';
 import { isDead, waitFor } from './runner/harness.js';
@@ -96,7 +96,8 @@ describe('stepEnv', () => {
 
   it('is an allow-list: sanitized PATH, caches in cacheDir, kept names, the config env, the token, nothing else', () => {
     expect(stepEnv(step, server)).toEqual({
-      PATH: '/usr/bin:/bin',
+      PATH: `${RATCHET_BIN}:/usr/bin:/bin`,
+      RATCHET_NODE: process.execPath,
       LANG: 'C.UTF-8',
       TERM: 'xterm',
       USER: 'someone',
@@ -116,7 +117,7 @@ describe('stepEnv', () => {
 
   it('sanitizes a PATH set by the config too, and the token cannot be overridden', () => {
     const env = stepEnv({ ...step, env: { PATH: '.::/opt/agent-repo/x:/usr/local/bin', RATCHET_RUN_TOKEN: 'forged' } }, server);
-    expect(env.PATH).toBe('/usr/local/bin');
+    expect(env.PATH).toBe(`${RATCHET_BIN}:/usr/local/bin`);
     expect(env.RATCHET_RUN_TOKEN).toBe('tok-1');
     expect(sanitizeSearchPath('/a::b:/a/:/c', ['/c'])).toBe('/a:/a/');
   });
@@ -289,6 +290,16 @@ describe.skipIf(!available)(`sandbox attacks${available ? '' : ` (SKIPPED: ${rep
     expect(log).toContain('REAL\nREAL-NODE\n');
     const path = /^PATH=(.*)$/m.exec(log)![1]!;
     for (const entry of path.split(':')) expect(entry.startsWith('/'), `PATH entry "${entry}"`).toBe(true);
+  });
+
+  it('ratchet itself is on the step PATH, so a config can run `ratchet eval`; a ./ratchet planted in the workspace is not picked', async () => {
+    const layout = stepLayout();
+    writeExecutable(join(layout.workspace, 'ratchet'), '#!/bin/sh\necho FAKE-RATCHET\n');
+    const { result, log } = await runStep(stepIn(layout, { command: 'ratchet --help 2>&1; command -v ratchet', env: { PATH: `.:${process.env.PATH}` } }));
+    expect(result.exitCode).toBe(0);
+    expect(log).not.toContain('FAKE-RATCHET');
+    expect(log).toContain('Usage: ratchet');
+    expect(log).toContain(join(RATCHET_BIN, 'ratchet'));
   });
 
   it('caches: python writes to XDG_CACHE_HOME, the pip cache and HOME; a second step sees them, the repo and workspace parent stay clean', async () => {

@@ -2,7 +2,11 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { TOKEN_ENV } from './run-spec.js';
+
+/** ratchet's own bin folder (src/ and dist/ sit at the same depth), first on every step's PATH so a step can call `ratchet eval`. */
+export const RATCHET_BIN = fileURLToPath(new URL('../../../bin', import.meta.url));
 
 /** Where each tool's cache or home goes inside the step's cacheDir: persistent, writable, away from ratchet's state. */
 export const CACHE_LOCATIONS: Record<string, string> = {
@@ -57,6 +61,9 @@ export function stepEnv(step: StepEnvInput, server: NodeJS.ProcessEnv = process.
     env[key] = sanitizeSearchPath(env[key], step.hidden);
     if (env[key] === '' && key !== 'PATH') delete env[key];
   }
+  // After the sanitizing: ratchet's folder may sit in the repo's node_modules, which the sandbox shows again read-only.
+  env.PATH = env.PATH ? `${RATCHET_BIN}:${env.PATH}` : RATCHET_BIN;
+  env.RATCHET_NODE = process.execPath;
   env[TOKEN_ENV] = step.token;
   return env;
 }
