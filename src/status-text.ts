@@ -28,9 +28,11 @@ export function statusLines(s: Status, opts: StatusTextOptions = {}): string[] {
     lines.push(`Running: experiment ${r.id}, ${r.phase} ${r.elapsedSeconds}s of ${r.budgetSeconds}s${r.lastLogLine ? ` | ${r.lastLogLine.slice(0, 120)}` : ''}`);
   }
   if (s.awaitingDecision !== null) lines.push(`Awaiting decision: experiment ${s.awaitingDecision}`);
-  if (s.noise && s.noise.sd !== null) {
+  if (s.noise && (s.noise.sd !== null || s.noise.basis === 'cases')) {
     const mde = s.noise.minDetectableEffect;
-    lines.push(`Noise: sd ${formatNumber(s.noise.sd)} over ${s.noise.samples} calibration run(s)${mde !== null ? `; smallest detectable effect ${formatNumber(mde)}` : ''}`);
+    const basis = s.noise.basis === 'cases' ? 'binomial, from the case results' : `sd ${formatNumber(s.noise.sd!)} over ${s.noise.samples} calibration run(s)`;
+    lines.push(`Noise: ${basis}${mde !== null ? `; smallest detectable effect ${formatNumber(mde)}` : ''}`);
+    for (const suggestion of s.noise.suggestions) lines.push(`  To detect less: ${suggestion}`);
   }
   if (s.plateau?.reached && s.plateau.message) lines.push(`Plateau: ${s.plateau.message}`);
   lines.push(s.integrity.ok ? 'Integrity: ok' : `Integrity: ${s.integrity.findings.length} finding(s): ${s.integrity.findings.join('; ')}`);

@@ -1,5 +1,6 @@
 // The candidate stream for the decision benchmark: true effects drawn from a real auto-research log.
 // Pure functions over text and numbers (no I/O), so the stream is reproducible and unit-testable.
+import { mulberry32 } from './prng.mjs';
 
 /** One row of a Karpathy-format results.tsv: commit, val_bpb, memory_gb, status, description. */
 export interface ResultRow {
@@ -65,18 +66,6 @@ export function typicalEffect(effects: number[]): number {
   return abs.length % 2 ? abs[mid]! : (abs[mid - 1]! + abs[mid]!) / 2;
 }
 
-/** mulberry32: a tiny, fast 32-bit PRNG; same seed, same sequence. Returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A seeded bootstrap resample of the real effects: the true effect of each candidate the "agent" proposes, in order. */
 export function makeStream(input: { effects: number[]; length: number; seed: number }): number[] {
   const { effects, length, seed } = input;
@@ -85,3 +74,5 @@ export function makeStream(input: { effects: number[]; length: number; seed: num
   const rand = mulberry32(seed);
   return Array.from({ length }, () => effects[Math.floor(rand() * effects.length)]!);
 }
+
+export { mulberry32 };

@@ -6,6 +6,7 @@
 // With CURVE_STEPS=n > 0 it first prints a learning curve, `progress val_bpb=<v> step=<k>`, one line
 // every STEP_MS ms, that converges on the same run's final value. No dependencies.
 import { readFileSync } from 'node:fs';
+import { hash, mulberry32 } from './prng.mjs';
 
 const env = process.env;
 const sigma = Number(env.SIGMA ?? '0');
@@ -22,22 +23,6 @@ if (typeof truth !== 'number' || !Number.isFinite(truth)) {
   process.exit(2);
 }
 
-// FNV-1a over "seed:id" → mulberry32 → Box-Muller.
-function hash(text) {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = mulberry32(hash(`${env.BENCH_SEED ?? '0'}:${env.RATCHET_EXPERIMENT_ID ?? '0'}`));
 function gaussian() {
   const u = 1 - rand(); // (0, 1]

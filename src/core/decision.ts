@@ -3,6 +3,8 @@ import { hostname } from 'node:os';
 import type { Config } from './config.js';
 import type { ExperimentRow, Measurement } from './ledger.js';
 import { criticalValue, decide, exactness, noiseSd, pooledNoise, summarize, type PooledNoise } from './statistics.js';
+import type { RunCases } from './cases.js';
+import { assertionChanges, pairUnits, pairedLook } from './paired.js';
 import type { ConstraintCheck, DecisionReport } from './views.js';
 
 /** The machine a run measured on: only measurements from the same host and GPU model are compared or pooled. */
@@ -85,6 +87,15 @@ export interface DecisionInput {
   final?: boolean;
   /** The first of the candidate's runs that failed a constraint; by default the root's own run, if it did. */
   constraintFailure?: ConstraintFailure | null;
+  /** Case-by-case results, when the metric step prints them: the decision is then the paired test over cases. */
+  cases?: PairedCases | null;
+}
+
+/** The case results of the candidate's runs and of the best's re-measurements (in run order), and the best's latest earlier run. */
+export interface PairedCases {
+  candidate: RunCases[];
+  fresh: RunCases[];
+  history: RunCases | null;
 }
 
 export interface ConstraintFailure {
@@ -138,7 +149,10 @@ function greedyReport({ root, best, config, runsSpent }: DecisionInput): Decisio
   };
 }
 
-function significantReport({ root, config, measurements, runsSpent, final, noise: known }: DecisionInput): DecisionReport {
+function significantReport(input: DecisionInput): DecisionReport {
+  const paired = input.cases ? pairedReport(input, input.cases) : null;
+  if (paired) return paired;
+  const { root, config, measurements, runsSpent, final, noise: known } = input;
   const rule = config.decision;
   const mine = measurements.filter((m) => m.root === root.id);
   const candidate = mine.filter((m) => m.commit === root.commit).map((m) => m.value);
@@ -167,6 +181,48 @@ function significantReport({ root, config, measurements, runsSpent, final, noise
     conditionalPower: cmp.conditionalPower,
     runsSpent,
     why: cmp.why,
+  };
+}
+
+/**
+ * The paired test over cases, when both sides printed case results: the candidate's runs against the best re-measured
+ * within this experiment, or at the screening look its first run against the best's latest earlier run. Null when
+ * there is nothing to pair yet (then the unpaired test decides, as for any metric).
+ */
+function pairedReport({ root, config, measurements, runsSpent, final }: DecisionInput, cases: PairedCases): DecisionReport | null {
+  const rule = config.decision;
+  const isPaired = cases.fresh.length > 0;
+  if (!cases.candidate.length || (!isPaired && !cases.history)) return null;
+  const mine = measurements.filter((m) => m.root === root.id);
+  const candidateValues = mine.filter((m) => m.commit === root.commit).map((m) => m.value);
+  const freshValues = mine.filter((m) => m.commit === root.parentCommit).map((m) => m.value);
+  const pairs = Math.min(cases.candidate.length, cases.fresh.length);
+  const reference = isPaired ? cases.fresh : [cases.history!];
+  const look = pairedLook({ units: pairUnits(isPaired ? cases.candidate.slice(0, pairs) : cases.candidate.slice(0, 1), isPaired ? cases.fresh.slice(0, pairs) : reference), paired: isPaired, rule, pairsDone: pairs });
+  let verdict = look.verdict;
+  let why = look.why;
+  if (isPaired && cases.candidate.length !== cases.fresh.length && !final) {
+    verdict = 'pending';
+    why = 'mid-pair';
+  } else if (verdict === 'pending' && (final || pairs >= rule.maxRepeats)) {
+    verdict = 'inconclusive';
+    why = `${why}; ${final ? 'no further runs were possible' : `maxRepeats (${rule.maxRepeats}) pairs spent`}`;
+  }
+  const d = look.detail;
+  return {
+    rule: 'significant',
+    runs: mine.map((m) => ({ id: m.run, side: m.commit === root.commit ? ('candidate' as const) : ('best' as const), value: m.value })),
+    verdict,
+    candidate: { commit: root.commit, n: candidateValues.length, mean: summarize(candidateValues).mean, interval: d.candidate.interval },
+    best: { commit: root.parentCommit, n: freshValues.length, mean: summarize(freshValues).mean, interval: d.best.interval },
+    effect: look.effect,
+    effectInterval: look.interval,
+    relativeEffect: look.relative,
+    confidence: look.confidence,
+    conditionalPower: look.conditionalPower,
+    runsSpent,
+    why,
+    paired: { ...d, screening: !isPaired, assertions: assertionChanges(cases.candidate, reference) },
   };
 }
 

@@ -195,6 +195,7 @@ export class Driver {
       secondary: figures.secondary,
       constraintChecks: figures.constraintChecks,
       metricLines: figures.metricLines,
+      cases: figures.cases,
       samples: [
         { name: config.metric.name, value: figures.metric, source: config.evaluate ? 'evaluate' : 'run', host, gpuModel },
         ...Object.entries(figures.secondary).map(([name, value]) => ({ name, value, source: figures.sources[name]!, host, gpuModel })),

@@ -2,6 +2,7 @@
 import type { Config } from './config.js';
 import { checkConstraints } from './decision.js';
 import type { FinalState } from './ledger.js';
+import { parseCases, type CaseTrial } from './cases.js';
 import { parseMetrics } from './metric.js';
 import type { RunResult } from './runner/run-spec.js';
 import type { ConstraintCheck } from './views.js';
@@ -31,6 +32,8 @@ export interface Measured {
   constraintChecks: ConstraintCheck[];
   /** How often the metric line appeared; more than once without an evaluate step is flagged. */
   metricLines: number;
+  /** `case`/`assert` lines from the same output as the metric, for the paired test; null when there were none. */
+  cases: CaseTrial[] | null;
 }
 
 /**
@@ -41,7 +44,8 @@ export function readFigures(config: Config, texts: { run: string; evaluateStdout
   const evaluated = texts.evaluateStdout !== null;
   const extra = config.metric.constraints.map((c) => c.metric).filter((m) => m !== config.metric.name);
   const spec = { name: config.metric.name, pattern: config.metric.pattern, secondary: [...new Set([...config.metric.secondary, ...extra])] };
-  const primary = parseMetrics(evaluated ? texts.evaluateStdout! : texts.run, spec);
+  const trusted = evaluated ? texts.evaluateStdout! : texts.run;
+  const primary = parseMetrics(trusted, spec);
   const fromRun = evaluated ? parseMetrics(texts.run, { ...spec, name: '\0', pattern: undefined }) : primary;
   if (primary.value === null) {
     const where = evaluated ? 'the evaluate command' : 'the run';
@@ -60,5 +64,6 @@ export function readFigures(config: Config, texts: { run: string; evaluateStdout
     sources,
     constraintChecks: checkConstraints(config, primary.value, secondary),
     metricLines: primary.count ?? 1,
+    cases: parseCases(trusted),
   };
 }

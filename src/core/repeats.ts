@@ -2,7 +2,8 @@
 import { hostname } from 'node:os';
 import { baselineRepeatsOf } from './config.js';
 import type { LoopContext } from './context.js';
-import { checkConstraints, constraintFailureOf, decisionReport, machineOf } from './decision.js';
+import type { RunCases } from './cases.js';
+import { checkConstraints, constraintFailureOf, decisionReport, machineOf, type PairedCases } from './decision.js';
 import type { Driver } from './driver.js';
 import type { ExperimentRow, FinalState, SessionRow } from './ledger.js';
 import { nextSide, summarize } from './statistics.js';
@@ -36,7 +37,9 @@ export async function repeatUntilDecided(ctx: LoopContext, driver: Driver, rootI
       return;
     }
     if (root.kind === 'baseline') {
-      if (failed || runs.length >= baselineRepeatsOf(config)) return concludeBaseline(ctx, driver, root, runs.length, failed);
+      // Case results carry their own binomial noise: the paired test needs no calibration runs unless the config asks.
+      const wanted = config.decision.baselineRepeats ?? (ctx.ledger.caseResults(root.id) ? 1 : baselineRepeatsOf(config));
+      if (failed || runs.length >= wanted) return concludeBaseline(ctx, driver, root, runs.length, failed);
     } else {
       const report = currentReport(ctx, root, session, config, { final: !!failed });
       if (report.verdict !== 'pending') return concludeCandidate(ctx, driver, root, report, failed);
@@ -69,7 +72,25 @@ export function currentReport(ctx: LoopContext, root: ExperimentRow, session: Se
     runsSpent: runs.filter((r) => r.id === root.id || (r.state !== 'queued' && r.state !== 'running')).length,
     final: opts.final,
     constraintFailure: constraintFailureOf(root, runs),
+    cases: pairedCasesOf(ctx, root, runs),
   });
+}
+
+/**
+ * The case results of the candidate's measured runs and the best's re-measurements, in run order, or null unless every
+ * one of them recorded some (pairs would not line up otherwise); and the best's latest earlier run with case results.
+ */
+export function pairedCasesOf(ctx: LoopContext, root: ExperimentRow, runs: ExperimentRow[]): PairedCases | null {
+  const measured = runs.filter((r) => r.state === 'measured' || (r.id === root.id && r.metric !== null));
+  const candidate: RunCases[] = [];
+  const fresh: RunCases[] = [];
+  for (const r of measured) {
+    const trials = ctx.ledger.caseResults(r.id);
+    if (!trials) return null;
+    (r.commit === root.commit ? candidate : fresh).push({ run: r.id, trials });
+  }
+  if (!candidate.length) return null;
+  return { candidate, fresh, history: ctx.ledger.latestCasesOf(root.sessionId, root.parentCommit, root.id) };
 }
 
 /**

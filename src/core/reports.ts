@@ -17,6 +17,7 @@ import { formatNumber } from './format.js';
 import { finishedSentence, limitsReport, sessionFinished } from './limits.js';
 import { currentReport, secondaryMeans } from './repeats.js';
 import { readLogTail } from './runner/runner.js';
+import { caseModel, sensitivity } from './sensitivity.js';
 import { minimumDetectableEffect, summarize } from './statistics.js';
 import type { DecisionReport, ExperimentView, MetricReport, Noise, SessionView, Status } from './views.js';
 
@@ -94,6 +95,11 @@ export function noiseReport(ctx: LoopContext, session: SessionRow, config: Confi
   const machine = machineOf(baseline);
   const { rows: all, noise } = ctx.comparable(session.id, config.metric.name, machine);
   const s = summarize(all.filter((m) => m.root === baseline.id).map((m) => m.value));
+  const calibration = ctx.ledger.runsOf(baseline.id).flatMap((r) => {
+    const trials = ctx.ledger.caseResults(r.id);
+    return trials ? [{ run: r.id, trials }] : [];
+  });
+  const sense = sensitivity(config, noise, caseModel(calibration));
   return {
     samples: s.n,
     mean: s.mean,
@@ -102,7 +108,9 @@ export function noiseReport(ctx: LoopContext, session: SessionRow, config: Confi
     cv: s.cv,
     pooledSd: Number.isFinite(noise.sd) ? noise.sd : null,
     df: noise.df,
-    minDetectableEffect: minimumDetectableEffect(noise, config.decision),
+    minDetectableEffect: sense ? sense.minDetectable : minimumDetectableEffect(noise, config.decision),
+    basis: sense?.basis ?? 'pooled',
+    suggestions: sense?.suggestions ?? [],
     ...machine,
   };
 }

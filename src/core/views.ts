@@ -42,6 +42,26 @@ export const SideSchema = z.object({
   interval: Interval.nullable().describe('Confidence interval of the mean (pooled noise).'),
 });
 
+const PassRateSchema = z.object({
+  passRate: z.number().nullable().describe('Percent of the paired trials\' assertions passed.'),
+  interval: Interval.nullable().describe('Wilson interval of the pass rate, at the per-look confidence.'),
+});
+
+export const PairedSchema = z.object({
+  units: z.number().int().describe('Case trials measured on both sides (trial t of case c in run j of each side).'),
+  better: z.number().int().describe('Trial pairs where the candidate passed more assertions.'),
+  worse: z.number().int().describe('Trial pairs where it passed fewer.'),
+  pBetter: z.number().describe('Exact one-sided sign-test p-value that the candidate is better (McNemar\'s test when a trial is one pass/fail).'),
+  pWorse: z.number().describe('The same, for worse.'),
+  alpha: z.number().describe('The per-look level: (1 - confidence) / maxRepeats.'),
+  screening: z.boolean().describe('True at the first look, against the best\'s latest earlier run: it may only reject.'),
+  candidate: PassRateSchema,
+  best: PassRateSchema,
+  assertions: z
+    .array(z.object({ name: z.string().describe('<case>/<assertion>'), candidate: z.number(), best: z.number(), change: z.enum(['better', 'worse', 'same']) }))
+    .describe('Each assertion\'s pass rate (percent) on both sides, the largest changes first.'),
+});
+
 export const DecisionReportSchema = z.object({
   rule: z.enum(['greedy', 'significant']),
   runs: z
@@ -57,6 +77,7 @@ export const DecisionReportSchema = z.object({
   conditionalPower: z.number().nullable(),
   runsSpent: z.number().int(),
   why: z.string(),
+  paired: PairedSchema.nullable().optional().describe('Set when the metric step printed case results (`ratchet eval`): the case-by-case comparison that decided.'),
 });
 export type DecisionReport = z.infer<typeof DecisionReportSchema>;
 
@@ -69,6 +90,8 @@ export const NoiseSchema = z.object({
   pooledSd: z.number().nullable().describe('Noise pooled over every group of repeated runs in the session, on this machine.'),
   df: z.number().int(),
   minDetectableEffect: z.number().nullable().describe('Smallest true improvement detected 80% of the time within maxRepeats pairs.'),
+  basis: z.enum(['cases', 'pooled']).describe('cases: from the binomial model of the calibration\'s case results (paired test); pooled: from the pooled noise.'),
+  suggestions: z.array(z.string()).describe('Settings that would detect a smaller gain, each with its new figure and its cost.'),
   host: z.string(),
   gpuModel: z.string().nullable(),
 });

@@ -31,6 +31,21 @@ export const readMetric = defineTool({
   text: (report) => [...experimentFacts(report.experiment), ...metricFacts(report)],
 });
 
+/** Pass rates with their Wilson intervals, the sign test's counts, and the assertions that moved most. */
+function pairedFacts(p: NonNullable<NonNullable<MetricReport['decision']>['paired']>): string[] {
+  const rate = (side: { passRate: number | null; interval: [number, number] | null }) => `${round(side.passRate)}%${interval(side.interval)}`;
+  const lines = [
+    `paired${p.screening ? ' (screening against the best\'s last run)' : ''}: pass rate ${rate(p.candidate)} vs best ${rate(p.best)} (Wilson); ` +
+      `${p.units} trial pairs: ${p.better} better, ${p.worse} worse; p(better) ${round(p.pBetter)}, p(worse) ${round(p.pWorse)}, per-look level ${round(p.alpha)}`,
+  ];
+  const moved = p.assertions.filter((a) => a.change !== 'same');
+  const show = (change: 'better' | 'worse') =>
+    moved.filter((a) => a.change === change).slice(0, 5).map((a) => `${a.name} ${round(a.best)}→${round(a.candidate)}%`).join(', ');
+  if (moved.some((a) => a.change === 'better')) lines.push(`assertions better: ${show('better')}`);
+  if (moved.some((a) => a.change === 'worse')) lines.push(`assertions worse: ${show('worse')}`);
+  return lines;
+}
+
 const round = (n: number | null) => (n === null ? 'n/a' : Number(n.toPrecision(6)));
 const interval = (i: [number, number] | null) => (i ? ` [${round(i[0])}, ${round(i[1])}]` : '');
 /** A crash's last lines in the text; the structured content has up to 50, read_log the rest. */
@@ -50,9 +65,12 @@ function metricFacts(r: MetricReport): string[] {
         `effect ${round(d.effect)}${interval(d.effectInterval)}; ${d.runsSpent} run(s)`,
     );
   }
+  if (d?.paired) lines.push(...pairedFacts(d.paired));
   if (d) lines.push(`why: ${d.why}`);
-  if (r.noise && r.noise.sd !== null) {
-    lines.push(`noise: sd ${round(r.noise.sd)} over ${r.noise.samples} calibration run(s)${r.noise.minDetectableEffect !== null ? `; smallest detectable effect ${round(r.noise.minDetectableEffect)}` : ''}`);
+  if (r.noise && (r.noise.sd !== null || r.noise.basis === 'cases')) {
+    const basis = r.noise.basis === 'cases' ? 'from the case results (binomial)' : `sd ${round(r.noise.sd)} over ${r.noise.samples} calibration run(s)`;
+    lines.push(`noise: ${basis}${r.noise.minDetectableEffect !== null ? `; smallest detectable effect ${round(r.noise.minDetectableEffect)}` : ''}`);
+    for (const s of r.noise.suggestions) lines.push(`  to detect less: ${s}`);
   }
   if (r.logTail?.length) {
     const tail = r.logTail.slice(-TAIL_LINES_IN_TEXT).map((l) => shortText(l, 200));

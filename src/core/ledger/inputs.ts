@@ -1,4 +1,5 @@
 // What each of the Ledger's named transitions takes: the shapes the loop hands the writer (ledger.ts).
+import type { CaseTrial } from '../cases.js';
 import type { Pin } from '../surface.js';
 import type { ConstraintCheck } from '../views.js';
 import type { Decision, ExperimentKind, GpuAssignment, Phase } from './rows.js';
@@ -56,6 +57,8 @@ export interface MeasurementRecord {
   constraintChecks: ConstraintCheck[];
   metricLines: number | null;
   samples: NewSample[];
+  /** The case-by-case results the metric step printed, if it printed any. */
+  cases?: CaseTrial[] | null;
 }
 
 export interface DecisionRecord {

@@ -173,6 +173,7 @@ export class Ledger extends LedgerReads {
       for (const s of m.samples) {
         this.insert('samples', { experiment_id: id, name: s.name, value: s.value, source: s.source, host: s.host, gpu_model: s.gpuModel, created_at: at });
       }
+      if (m.cases?.length) this.insert('case_results', { experiment_id: id, trials: JSON.stringify(m.cases), created_at: at });
       return this.transition(id, null, {
         metric: m.metric,
         secondary: JSON.stringify(m.secondary),

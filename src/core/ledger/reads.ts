@@ -2,6 +2,7 @@
 import type Database from 'better-sqlite3';
 import { RatchetError } from '../errors.js';
 import { toExperiment, toSample, toSession, toSessionEnd, type ExperimentRow, type ExperimentState, type Measurement, type SampleRow, type SessionEndRow, type SessionRow } from './rows.js';
+import type { CaseTrial } from '../cases.js';
 
 export interface Page {
   rows: ExperimentRow[];
@@ -185,6 +186,21 @@ export class LedgerReads {
 
   samples(experimentId: number): SampleRow[] {
     return this.all(toSample, 'SELECT * FROM samples WHERE experiment_id = ? ORDER BY id', experimentId);
+  }
+
+  /** The case-by-case results a run recorded, or null when its metric step printed none. */
+  caseResults(experimentId: number): CaseTrial[] | null {
+    const row = this.stmt('SELECT trials FROM case_results WHERE experiment_id = ? ORDER BY id DESC LIMIT 1').get(experimentId) as { trials: string } | undefined;
+    return row ? (JSON.parse(row.trials) as CaseTrial[]) : null;
+  }
+
+  /** The latest measured run of `commit` in the session outside experiment `root` that recorded case results. */
+  latestCasesOf(sessionId: number, commit: string, root: number): { run: number; trials: CaseTrial[] } | null {
+    const row = this.stmt(
+      `SELECT c.experiment_id AS run, c.trials AS trials FROM case_results c JOIN experiments e ON e.id = c.experiment_id
+       WHERE e.session_id = ? AND e."commit" = ? AND COALESCE(e.repeat_of, e.id) != ? AND e.state = 'measured' ORDER BY c.id DESC LIMIT 1`,
+    ).get(sessionId, commit, root) as { run: number; trials: string } | undefined;
+    return row ? { run: row.run, trials: JSON.parse(row.trials) as CaseTrial[] } : null;
   }
 
   protected stmt(sql: string): Database.Statement {

@@ -193,6 +193,14 @@ export const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL
    );
    CREATE INDEX session_ends_by_session ON session_ends(session_id, id);`,
+  // 5: the case-by-case results a run's metric step printed (\`case\`/\`assert\` lines), one row per run, for the paired test.
+  `CREATE TABLE case_results (
+     id INTEGER PRIMARY KEY,
+     experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+     trials TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE INDEX case_results_by_experiment ON case_results(experiment_id);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -201,5 +209,5 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 export const CHAIN_SINCE = 3;
 
 /** Tables whose every write is chained. */
-export const CHAINED_TABLES = ['sessions', 'experiments', 'samples', 'progress', 'session_ends'] as const;
+export const CHAINED_TABLES = ['sessions', 'experiments', 'samples', 'progress', 'session_ends', 'case_results'] as const;
 export type ChainedTable = (typeof CHAINED_TABLES)[number];

@@ -1,0 +1,162 @@
+// The paired pass-rate test: candidate and best compared trial by trial over the same cases, an exact sign test on the
+// discordant pairs (McNemar's test when each trial is one pass/fail), Wilson intervals for each side's pass rate.
+import jStatModule from 'jstat';
+import { assertionCounts, assertionTallies, trialScore, type RunCases } from './cases.js';
+import { FUTILITY, type Comparison, type DecisionRule } from './statistics.js';
+
+const { jStat } = jStatModule as unknown as { jStat: { normal: { inv(p: number, m: number, s: number): number; cdf(x: number, m: number, s: number): number } } };
+
+/** One per-look error rate: the session's false-keep rate split over its maxRepeats looks (Bonferroni), one-sided. */
+export function alphaPerLook(rule: DecisionRule): number {
+  return (1 - rule.confidence) / rule.maxRepeats;
+}
+
+/** P(X >= k) for X ~ Binomial(n, 1/2), exactly (summed in log space so n in the thousands stays accurate). */
+export function binomialUpperTail(k: number, n: number): number {
+  if (k <= 0) return 1;
+  if (k > n) return 0;
+  const logHalfN = -n * Math.LN2;
+  let logC = logChoose(n, k);
+  let sum = 0;
+  for (let i = k; i <= n; i++) {
+    sum += Math.exp(logC + logHalfN);
+    logC += Math.log(n - i) - Math.log(i + 1);
+  }
+  return Math.min(1, sum);
+}
+
+function logChoose(n: number, k: number): number {
+  let s = 0;
+  for (let i = 1; i <= k; i++) s += Math.log(n - k + i) - Math.log(i);
+  return s;
+}
+
+/** Wilson score interval of a proportion, in percent. */
+export function wilson(successes: number, n: number, z: number): [number, number] | null {
+  if (n <= 0) return null;
+  const p = successes / n;
+  const z2 = z * z;
+  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  return [Math.max(0, centre - half) * 100, Math.min(1, centre + half) * 100];
+}
+
+export interface PairedUnits {
+  /** Candidate score minus best score for each trial present on both sides (run j of one side with run j of the other). */
+  differences: number[];
+  /** Assertions checked per side over those trials: the pass rate's denominator. */
+  checks: number;
+  candidatePassed: number;
+  bestPassed: number;
+}
+
+/** Pairs run j of the candidate with run j of the best, case and trial alike; trials only one side has are left out. */
+export function pairUnits(candidate: RunCases[], best: RunCases[]): PairedUnits {
+  const counts = assertionCounts([...candidate, ...best]);
+  const out: PairedUnits = { differences: [], checks: 0, candidatePassed: 0, bestPassed: 0 };
+  for (let j = 0; j < Math.min(candidate.length, best.length); j++) {
+    const other = new Map(best[j]!.trials.map((t) => [`${t.case}\0${t.trial}`, t]));
+    for (const c of candidate[j]!.trials) {
+      const b = other.get(`${c.case}\0${c.trial}`);
+      if (!b) continue;
+      const cs = trialScore(c);
+      const bs = trialScore(b);
+      out.differences.push(cs - bs);
+      out.checks += counts.get(c.case) ?? 1;
+      out.candidatePassed += cs;
+      out.bestPassed += bs;
+    }
+  }
+  return out;
+}
+
+export interface PairedDetail {
+  units: number;
+  better: number;
+  worse: number;
+  /** One-sided exact p-values of the sign test: the candidate better, and the candidate worse. */
+  pBetter: number;
+  pWorse: number;
+  alpha: number;
+  candidate: { passRate: number | null; interval: [number, number] | null };
+  best: { passRate: number | null; interval: [number, number] | null };
+}
+
+/**
+ * One look of the paired test. At a paired look (the best re-measured in this experiment) it may accept, reject, or
+ * stop for futility; at the screening look (the candidate's first run against the best's latest earlier run) it may
+ * only reject, as the unpaired screening does. `minEffect` is in pass-rate points.
+ */
+export function pairedLook(input: { units: PairedUnits; paired: boolean; rule: DecisionRule; pairsDone: number }): Comparison & { detail: PairedDetail } {
+  const { units, rule } = input;
+  const alpha = alphaPerLook(rule);
+  const z = jStat.normal.inv(1 - alpha, 0, 1);
+  const better = units.differences.filter((d) => d > 0).length;
+  const worse = units.differences.filter((d) => d < 0).length;
+  const pBetter = binomialUpperTail(better, better + worse);
+  const pWorse = binomialUpperTail(worse, better + worse);
+  const side = (passed: number) => ({ passRate: units.checks ? (100 * passed) / units.checks : null, interval: wilson(passed, units.checks, z) });
+  const detail: PairedDetail = { units: units.differences.length, better, worse, pBetter, pWorse, alpha, candidate: side(units.candidatePassed), best: side(units.bestPassed) };
+  const base = { confidence: 1 - alpha, relative: null, conditionalPower: null, detail };
+  if (!units.differences.length || !units.checks) return { ...base, verdict: 'pending', effect: null, interval: null, why: 'no case was measured on both sides yet' };
+
+  const n = units.differences.length;
+  const mean = units.differences.reduce((a, d) => a + d, 0) / n;
+  const variance = n > 1 ? units.differences.reduce((a, d) => a + (d - mean) ** 2, 0) / (n - 1) : 0;
+  // The pass-rate difference and its interval, in points: the sum of the differences over the checks made.
+  const scale = (100 * n) / units.checks;
+  const effect = mean * scale;
+  const half = z * Math.sqrt(variance / n) * scale;
+  const out = { ...base, effect, interval: [effect - half, effect + half] as [number, number], relative: detail.best.passRate ? effect / detail.best.passRate : null };
+  const counts = `${better} trial pair(s) better, ${worse} worse, ${n - better - worse} tied`;
+
+  if (pWorse <= alpha) return { ...out, verdict: 'worse', why: `paired over the same cases: ${counts}; worse at p=${p(pWorse)} (sign test, per-look level ${p(alpha)})` };
+  if (!input.paired) return { ...out, verdict: 'pending', why: `screened against the best's last run (${counts}); re-measuring the best beside it` };
+  if (pBetter <= alpha && effect > rule.minEffect) {
+    return { ...out, verdict: 'improved', why: `paired over the same cases: ${counts}; better at p=${p(pBetter)} (exact sign test, per-look level ${p(alpha)})` };
+  }
+  if (out.interval[1] < rule.minEffect) return { ...out, verdict: 'worse', why: `paired over the same cases: ${counts}; the whole interval is below minEffect (${rule.minEffect})` };
+  if (input.pairsDone >= rule.maxRepeats) {
+    return { ...out, verdict: 'inconclusive', why: `paired over the same cases: ${counts}; p=${p(pBetter)} after maxRepeats (${rule.maxRepeats}) pairs` };
+  }
+  // Stochastic curtailment as the unpaired test does it, on the mean difference per trial: stop when even the remaining
+  // pairs would show an improvement with less than FUTILITY predictive probability.
+  const sd = Math.sqrt(variance);
+  if (sd > 0) {
+    const finalN = (n * rule.maxRepeats) / Math.max(1, input.pairsDone);
+    const se = sd / Math.sqrt(n);
+    const finalSe = sd / Math.sqrt(finalN);
+    const r = n / finalN;
+    const spread = Math.sqrt(finalSe ** 2 * (1 - r) + (1 - r) ** 2 * se ** 2);
+    const power = jStat.normal.cdf((mean - rule.minEffect / scale - z * finalSe) / spread, 0, 1);
+    if (power < FUTILITY) {
+      return { ...out, conditionalPower: power, verdict: 'inconclusive', why: `stopped early (${counts}): even ${rule.maxRepeats} pairs would show an improvement with only ${(power * 100).toFixed(1)}% probability` };
+    }
+    return { ...out, conditionalPower: power, verdict: 'pending', why: `paired over the same cases: ${counts}; not clear yet, measuring another pair` };
+  }
+  return { ...out, verdict: 'pending', why: `paired over the same cases: ${counts}; not clear yet, measuring another pair` };
+}
+
+export interface AssertionChange {
+  name: string;
+  candidate: number;
+  best: number;
+  change: 'better' | 'worse' | 'same';
+}
+
+/** Each assertion's pass rate on both sides, the changed ones first (largest change first). */
+export function assertionChanges(candidate: RunCases[], best: RunCases[]): AssertionChange[] {
+  const c = assertionTallies(candidate);
+  const b = assertionTallies(best);
+  const rows: AssertionChange[] = [];
+  for (const name of new Set([...c.keys(), ...b.keys()])) {
+    const cr = rate(c.get(name));
+    const br = rate(b.get(name));
+    if (cr === null || br === null) continue;
+    rows.push({ name, candidate: cr, best: br, change: cr > br ? 'better' : cr < br ? 'worse' : 'same' });
+  }
+  return rows.sort((x, y) => Math.abs(y.candidate - y.best) - Math.abs(x.candidate - x.best) || x.name.localeCompare(y.name));
+}
+
+const rate = (t: { passed: number; total: number } | undefined) => (t && t.total ? (100 * t.passed) / t.total : null);
+const p = (x: number) => (x < 0.001 ? x.toExponential(1) : Number(x.toPrecision(2)).toString());
