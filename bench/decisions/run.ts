@@ -18,13 +18,13 @@ import { pino } from 'pino';
 import { ResearchLoop } from '../../src/core/loop.js';
 import { parseConfig } from '../../src/core/config.js';
 import { deriveEffects, makeStream, parseResults, typicalEffect } from './stream.js';
+import { pool, waitDone } from './sessions.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(HERE, '..', '..');
 const DEFAULT_DATA = resolve(REPO_ROOT, '..', 'shared', 'data', 'karpathy-mar8-results.tsv');
 const EXPERIMENT = join(HERE, 'synthetic-experiment.mjs');
 const BASELINE_TRUTH = 0.9979;
-const WAIT_SECONDS = 50;
 /**
  * Sized so the default benchmark takes about 15 minutes on a 2-core machine (see README.md): a run
  * costs about 1.2 s through the loop, and the loop checks a run for pruning about once a second, so
@@ -224,12 +224,6 @@ function candidateJson(truth: number, note: string): string {
 
 const FINISHED = "state NOT IN ('refused','queued','running')";
 
-async function waitDone(loop: ResearchLoop, id: number): Promise<string> {
-  for (;;) {
-    const view = await loop.waitExperiment(id, WAIT_SECONDS);
-    if (view.state !== 'running' && view.state !== 'queued') return view.state;
-  }
-}
 
 async function runSession(spec: SessionSpec, opts: Options): Promise<SessionResult> {
   const started = Date.now();
@@ -247,12 +241,12 @@ async function runSession(spec: SessionSpec, opts: Options): Promise<SessionResu
   let baselineRuns = 0;
   let noise: LooseReport['noise'] | null = null;
   try {
-    const holder = loop.claim();
+    const holder = await loop.claim();
     if (holder) throw new Error(`repo ${repo} is held by pid ${holder.pid}`);
     const { baseline } = await loop.startSession({ tag: 'bench' });
     sessionId = loop.ledger.sessionByTag('bench')!.id;
     const baselineState = await waitDone(loop, baseline.id);
-    if (baselineState !== 'measured') throw new Error(`the baseline ended ${baselineState}: ${loop.readMetric(baseline.id).logTail?.join('\n') ?? ''}`);
+    if (baselineState !== 'measured') throw new Error(`the baseline ended ${baselineState}: ${(await loop.readMetric(baseline.id)).logTail?.join('\n') ?? ''}`);
     baselineRuns = spent().n;
     for (let i = 0; i < spec.stream.length && spent().n < spec.budget; i++) {
       const effect = spec.stream[i]!;
@@ -260,7 +254,7 @@ async function runSession(spec: SessionSpec, opts: Options): Promise<SessionResu
       writeFileSync(join(repo, 'candidate.json'), candidateJson(truth, `candidate ${i}`));
       const launched = await loop.runExperiment({ description: `candidate ${i} (true effect ${effect >= 0 ? '+' : ''}${effect.toFixed(6)})` });
       const state = await waitDone(loop, launched.id);
-      const report = loop.readMetric(launched.id);
+      const report = await loop.readMetric(launched.id);
       const loose = report as unknown as LooseReport;
       noise = loose.noise ?? null;
       const kept = report.keepable;
@@ -307,18 +301,6 @@ async function runSession(spec: SessionSpec, opts: Options): Promise<SessionResu
   };
 }
 
-async function pool<T, R>(items: T[], width: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(width, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await work(items[i]!, i);
-    }
-  });
-  await Promise.all(workers);
-  return results;
-}
 
 // ---------------------------------------------------------------- report
 

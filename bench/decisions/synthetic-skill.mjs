@@ -2,11 +2,12 @@
 // The pass-rate scenario's experiment: a simulated skill eval with known true pass rates and binomial noise.
 // Reads skill.json {"lift": <true gain in points of this SKILL.md state>} from the working directory. Each of CASES
 // cases has ASSERTS binary assertions whose true pass probability is fixed by BENCH_SEED (from hard to easy, mean about
-// 60%) plus lift/100; each run draws TRIALS trials of every case from a PRNG seeded by BENCH_SEED and
+// 57%) plus lift/100; each run draws TRIALS trials of every case from a PRNG seeded by BENCH_SEED and
 // RATCHET_EXPERIMENT_ID, and prints what `ratchet eval` prints: case and assert lines, then pass_rate.
 // With CASE_LINES=0 it prints pass_rate alone, as an eval without case results would. No dependencies.
 import { readFileSync } from 'node:fs';
 import { hash, mulberry32 } from './prng.mjs';
+import { lifted, truthRates } from './skill-truth.mjs';
 
 const env = process.env;
 const cases = Number(env.CASES ?? '10');
@@ -19,17 +20,15 @@ if (typeof lift !== 'number' || !Number.isFinite(lift)) {
   process.exit(2);
 }
 
-const skill = mulberry32(hash(`skill:${env.BENCH_SEED ?? '0'}`));
-const truth = Array.from({ length: cases }, () => Array.from({ length: asserts }, () => 0.2 + 0.75 * skill()));
+const truth = truthRates(env.BENCH_SEED ?? '0', cases, asserts);
 const draw = mulberry32(hash(`${env.BENCH_SEED ?? '0'}:${env.RATCHET_EXPERIMENT_ID ?? '0'}`));
-const clamp = (p) => Math.min(0.99, Math.max(0.01, p));
 
 let passed = 0;
 let checks = 0;
 const lines = [];
 for (let c = 0; c < cases; c++) {
   for (let t = 1; t <= trials; t++) {
-    const results = truth[c].map((p) => draw() < clamp(p + lift / 100));
+    const results = truth[c].map((p) => draw() < lifted(p, lift));
     lines.push(`case case-${c} ${t} ${results.every(Boolean) ? 'pass' : 'fail'}`);
     results.forEach((ok, a) => lines.push(`assert case-${c} ${t} check-${a} ${ok ? 'pass' : 'fail'}`));
     passed += results.filter(Boolean).length;

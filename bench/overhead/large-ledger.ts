@@ -65,7 +65,7 @@ export async function benchLargeLedger(size: number): Promise<void> {
       for (let i = 0; i < size; i++) {
         const e = ledger.createExperiment({ sessionId: session.id, kind: 'candidate', parentCommit: commit, description: `idea ${i}`, host: 'bench' });
         ledger.setCommit(e.id, commit, { files: 1, insertions: 1, deletions: 1 });
-        ledger.markStarted(e.id, { phase: 'run', runToken: `t${i}`, supervisorPid: 1, logPath: null });
+        ledger.markStarted(e.id, { phase: 'run', runToken: `t${i}`, supervisorPid: 1, logPath: '' });
         ledger.recordRunFacts(e.id, { exitCode: 0, signal: null, durationMs: 300_000, peakMemoryBytes: 1e9, memoryMethod: 'bench' });
         const value = 1 + Math.sin(i) * 0.01;
         ledger.recordMeasurement(e.id, { metric: value, secondary: { peak_vram_mb: 40_000 }, constraintChecks: [], metricLines: 1, samples: [

@@ -80,6 +80,15 @@ describe('usage errors', () => {
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('--repo');
   });
+
+  it('rejects a misspelt option with exit 2 and the help hint, not a stack trace; a hook never exits 2', () => {
+    const typo = ratchet(['eval', '--trails', '3']);
+    expect(typo.status).toBe(2);
+    expect(typo.stderr).toContain("Unknown option '--trails'");
+    expect(typo.stderr).toContain('ratchet --help');
+    expect(typo.stderr).not.toContain('    at ');
+    expect(ratchet(['hook', 'stop', '--bogus']).status).toBe(1);
+  });
 });
 
 describe('two servers on one repo', () => {
