@@ -1,24 +1,23 @@
 #!/usr/bin/env node
 // ratchet CLI: serve (default) | init | status | demo.
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { existsSync, readFileSync, writeFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createServer } from './server.js';
 import { createLogger } from './log.js';
-import { CONFIG_FILE, loadConfig, starterConfig } from './core/config.js';
+import { CONFIG_FILE, loadConfig } from './core/config.js';
 import { ResearchLoop } from './core/loop.js';
 import { isRatchetError } from './core/errors.js';
 import { reportingFailure } from './cli-failure.js';
 import { forTerminal } from './terminal-text.js';
-import { LOCAL_SCHEMA, refreshLocalSchema, schemaReference } from './schema-file.js';
-import { Git } from './core/git.js';
+import { LOCAL_SCHEMA, refreshLocalSchema } from './schema-file.js';
 import { sessionRule, statusText } from './status-text.js';
 
-const USAGE = `Usage: ratchet [serve|init|status|stop|close|verify|integrity|show|dashboard|report|demo] [--repo DIR]
+const USAGE = `Usage: ratchet [serve|init|status|stop|close|verify|integrity|show|dashboard|report|demo|eval] [--repo DIR]
 
   serve   (default) the stdio MCP server for the repo
-  init    write a starter ratchet.json
+  init    write ratchet.json and a preset's starter files: --preset skill|train|bench (default: picked from the repo); --force overwrites ratchet.json
   status  where the session stands, in a few lines (--json: what the status tool returns)
   verify  re-measure the kept commits of a session (--tag T, --runs N, --json); exits 1 if any did not reproduce
   integrity  report tampering with ratchet's evidence; --accept reseals it once you have looked
@@ -30,17 +29,20 @@ const USAGE = `Usage: ratchet [serve|init|status|stop|close|verify|integrity|sho
   show    one experiment in full: verdict, samples, diff and log tail (ratchet show <id> [--json])
   dashboard  a live, read-only web page of the night (--port P, --host H; beyond loopback it needs the printed token)
   report  the morning report: report.md, report.html, progress.png and progress.svg (--tag T, --out DIR; default .ratchet/report/<tag>/)
+  eval    score a skill with binary assertions: ratchet eval [SUITE_DIR] (default evals) [--split train|held-out|all] [--agent CMD] [--trials N] [--concurrency N] [--timeout S] [--json] [--collect DIR | --score DIR]
 
 The repo is --repo, else $CLAUDE_PROJECT_DIR, else the current directory.`;
 
-async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+/** The command line, strictly: an unknown or misspelt option is an error, not silently ignored. */
+function parseOptions(argv: string[]) {
+  return parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
       repo: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       force: { type: 'boolean' },
+      preset: { type: 'string' },
       keep: { type: 'boolean' },
       tag: { type: 'string' },
       runs: { type: 'string' },
@@ -52,8 +54,27 @@ async function main(argv: string[]): Promise<number> {
       port: { type: 'string' },
       host: { type: 'string' },
       out: { type: 'string' },
+      split: { type: 'string' },
+      agent: { type: 'string' },
+      trials: { type: 'string' },
+      concurrency: { type: 'string' },
+      timeout: { type: 'string' },
+      collect: { type: 'string' },
+      score: { type: 'string' },
     },
   });
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseOptions>;
+  try {
+    parsed = parseOptions(argv);
+  } catch (err) {
+    process.stderr.write(`ratchet: ${(err as Error).message}. Run \`ratchet --help\` for the commands and their options.\n`);
+    // Never 2 for a hook: a Stop hook that exits 2 blocks the stop, and a hook must never trap the agent.
+    return argv[0] === 'hook' ? 1 : 2;
+  }
+  const { values, positionals } = parsed;
   if (values.help) {
     process.stderr.write(`${USAGE}\n`);
     return 0;
@@ -72,8 +93,10 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       return serve(repo);
-    case 'init':
-      return init(repo, values.force === true);
+    case 'init': {
+      const { runInit } = await import('./init/command.js');
+      return runInit(repo, { preset: values.preset, force: values.force === true });
+    }
     case 'status':
       return printStatus(repo, values.json === true);
     case 'verify': {
@@ -118,6 +141,10 @@ async function main(argv: string[]): Promise<number> {
     case 'report': {
       const { runReport } = await import('./report-command.js');
       return runReport(repo, { tag: values.tag, out: values.out });
+    }
+    case 'eval': {
+      const { runEval } = await import('./eval/command.js');
+      return runEval(repo, positionals[1], values);
     }
     case 'demo': {
       const { runDemo } = await import('./demo.js');
@@ -164,20 +191,6 @@ function keepSchemaCopy(repo: string, logger: ReturnType<typeof createLogger>): 
   } catch (err) {
     logger.debug({ err }, 'no schema copy refreshed');
   }
-}
-
-async function init(repo: string, force: boolean): Promise<number> {
-  const file = join(repo, CONFIG_FILE);
-  if (existsSync(file) && !force) {
-    process.stderr.write(`ratchet: ${CONFIG_FILE} already exists. Edit it, or pass --force to overwrite it.\n`);
-    return 1;
-  }
-  const $schema = schemaReference(repo);
-  // The schema copy lives in .ratchet/, which stays out of `git status` as it does once a server has run.
-  if ($schema.includes(LOCAL_SCHEMA)) await new Git(repo).excludeFromGit('/.ratchet/').catch(() => undefined);
-  writeFileSync(file, `${JSON.stringify({ ...starterConfig(), $schema }, null, 2)}\n`);
-  process.stderr.write(`Wrote ${file}. Set editable, protected, run.command and metric for your project, then commit it.\n`);
-  return 0;
 }
 
 async function printStatus(repo: string, json: boolean): Promise<number> {

@@ -1,6 +1,7 @@
 // createServer(repo): the MCP layer — tools, the `loop` prompt, the program and report resources — over an MCP-free core.
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { ResearchLoop, type LoopOptions } from './core/loop.js';
@@ -98,9 +99,13 @@ export function createServer(opts: Omit<LoopOptions, 'logger'> & { logger: Logge
   };
 }
 
-/** program.md with {{placeholders}} replaced from ratchet.json, or a note on what is wrong with it. */
+/**
+ * program.md with {{placeholders}} replaced from ratchet.json, or a note on what is wrong with it. The repo's own
+ * program.md (a preset's, or the user's) wins over the package's: it is the one written for this loop.
+ */
 export function renderProgram(repo: string): string {
-  const template = readFileSync(PROGRAM_PATH, 'utf8');
+  const own = join(repo, 'program.md');
+  const template = readFileSync(existsSync(own) ? own : PROGRAM_PATH, 'utf8');
   let config: Config | null = null;
   let problem = '';
   try {

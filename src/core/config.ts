@@ -207,6 +207,13 @@ export const ConfigSchema = z
               'They are made available read-only in each run\'s workspace instead of being copied. Must not overlap the editable globs or the outputs.',
           ),
         network: z.boolean().default(true).describe('Whether the run may use the network (in the sandbox). The evaluate step never has network.'),
+        passEnv: z
+          .array(EnvName)
+          .max(LIMITS.listItems)
+          .default([])
+          .describe(
+            'Names of variables passed from the server\'s environment to the run step, when set there (never to evaluate): the credentials an agent under test needs, such as ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN. The values never enter ratchet.json or the ledger.',
+          ),
       })
       .strict()
       .superRefine((run, ctx) => {

@@ -111,30 +111,34 @@ export function pairedLook(input: { units: PairedUnits; paired: boolean; rule: D
   const counts = `${better} trial pair(s) better, ${worse} worse, ${n - better - worse} tied`;
 
   if (pWorse <= alpha) return { ...out, verdict: 'worse', why: `paired over the same cases: ${counts}; worse at p=${p(pWorse)} (sign test, per-look level ${p(alpha)})` };
-  if (!input.paired) return { ...out, verdict: 'pending', why: `screened against the best's last run (${counts}); re-measuring the best beside it` };
-  if (pBetter <= alpha && effect > rule.minEffect) {
+  // The screening look pairs with the best's last run, which won its place: it may reject or stop, never accept.
+  if (input.paired && pBetter <= alpha && effect > rule.minEffect) {
     return { ...out, verdict: 'improved', why: `paired over the same cases: ${counts}; better at p=${p(pBetter)} (exact sign test, per-look level ${p(alpha)})` };
   }
   if (out.interval[1] < rule.minEffect) return { ...out, verdict: 'worse', why: `paired over the same cases: ${counts}; the whole interval is below minEffect (${rule.minEffect})` };
-  if (input.pairsDone >= rule.maxRepeats) {
+  if (input.paired && input.pairsDone >= rule.maxRepeats) {
     return { ...out, verdict: 'inconclusive', why: `paired over the same cases: ${counts}; p=${p(pBetter)} after maxRepeats (${rule.maxRepeats}) pairs` };
   }
   // Stochastic curtailment as the unpaired test does it, on the mean difference per trial: stop when even the remaining
-  // pairs would show an improvement with less than FUTILITY predictive probability.
-  const sd = Math.sqrt(variance);
-  if (sd > 0) {
-    const finalN = (n * rule.maxRepeats) / Math.max(1, input.pairsDone);
-    const se = sd / Math.sqrt(n);
-    const finalSe = sd / Math.sqrt(finalN);
-    const r = n / finalN;
-    const spread = Math.sqrt(finalSe ** 2 * (1 - r) + (1 - r) ** 2 * se ** 2);
-    const power = jStat.normal.cdf((mean - rule.minEffect / scale - z * finalSe) / spread, 0, 1);
-    if (power < FUTILITY) {
-      return { ...out, conditionalPower: power, verdict: 'inconclusive', why: `stopped early (${counts}): even ${rule.maxRepeats} pairs would show an improvement with only ${(power * 100).toFixed(1)}% probability` };
-    }
-    return { ...out, conditionalPower: power, verdict: 'pending', why: `paired over the same cases: ${counts}; not clear yet, measuring another pair` };
+  // pairs would show an improvement with less than FUTILITY predictive probability. The screening look stops too.
+  const power = conditionalPower(mean, Math.sqrt(variance), n, Math.max(1, input.pairsDone), rule, z, scale);
+  if (power !== null && power < FUTILITY) {
+    return { ...out, conditionalPower: power, verdict: 'inconclusive', why: `stopped early (${counts}): even ${rule.maxRepeats} pairs would show an improvement with only ${(power * 100).toFixed(1)}% probability` };
   }
-  return { ...out, verdict: 'pending', why: `paired over the same cases: ${counts}; not clear yet, measuring another pair` };
+  const where = input.paired ? 'paired over the same cases' : "screened against the best's last run";
+  const next = input.paired ? 'not clear yet, measuring another pair' : 're-measuring the best beside it';
+  return { ...out, conditionalPower: power, verdict: 'pending', why: `${where}: ${counts}; ${next}` };
+}
+
+/** Predictive probability that maxRepeats pairs end in `improved`, from the mean and sd of the paired differences so far. */
+function conditionalPower(mean: number, sd: number, n: number, pairsDone: number, rule: DecisionRule, z: number, scale: number): number | null {
+  if (sd === 0) return null;
+  const finalN = (n * rule.maxRepeats) / pairsDone;
+  const se = sd / Math.sqrt(n);
+  const finalSe = sd / Math.sqrt(finalN);
+  const r = n / finalN;
+  const spread = Math.sqrt(finalSe ** 2 * (1 - r) + (1 - r) ** 2 * se ** 2);
+  return jStat.normal.cdf((mean - rule.minEffect / scale - z * finalSe) / spread, 0, 1);
 }
 
 export interface AssertionChange {

@@ -40,7 +40,7 @@ export async function prepareStep(
     token: input.token,
     command: step.command,
     workspace,
-    env: { ...step.env, ...input.env, RATCHET_PHASE: phase },
+    env: { ...step.env, ...(phase === 'run' ? passedEnv(config.run.passEnv) : {}), ...input.env, RATCHET_PHASE: phase },
     budgetSeconds: step.budgetSeconds,
     graceSeconds: step.graceSeconds,
     logPath,
@@ -63,4 +63,9 @@ export function figuresIn(dir: string, config: Config): Measured | { failure: st
     run: readMetricText(join(dir, 'run.log')),
     evaluateStdout: config.evaluate ? (existsSync(stdout) ? readMetricText(stdout) : '') : null,
   });
+}
+
+/** The variables run.passEnv names, from the server's environment: the run's only way to a secret kept out of the config. */
+function passedEnv(names: string[], server: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return Object.fromEntries(names.flatMap((name) => (server[name] ? [[name, server[name]]] : [])));
 }

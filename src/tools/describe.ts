@@ -17,7 +17,7 @@ export function describeExperiment(e: ExperimentView): string {
     case 'measured':
       if (e.decision) return `${head} measured ${e.metric} and was ${e.decision}.`;
       return e.kind === 'baseline'
-        ? `${head} measured ${e.metric}; it is the starting best.`
+        ? `${head} measured ${e.metric}; it is the starting best. status (or read_metric {id: ${e.id}}) now says the smallest gain this session can detect, and which setting would detect less.`
         : `${head} measured ${e.metric}. Call read_metric {id: ${e.id}}, then keep or revert.`;
     case 'refused':
       return `${head} was refused: ${e.reason}.`;

@@ -34,7 +34,7 @@ export const startSession = defineTool({
       warnings,
       sandbox,
       configChanged,
-      summary: `Session ${session.tag} started on ${session.branch}${session.bestCommit !== session.baseCommit ? ' (your uncommitted edits to editable files became the baseline commit)' : ''}; baseline is experiment ${baseline.id} (${baseline.state}). Runs are ${sandbox.kind === 'none' ? 'NOT sandboxed' : `sandboxed (${sandbox.kind})`}.${configChanged?.length ? ` ratchet.json differs from the previous session in: ${configChanged.join(', ')}.` : ''} Call wait_experiment {id: ${baseline.id}}.${warnings.length ? ` Warnings: ${warnings.join(' ')}` : ''}`,
+      summary: `Session ${session.tag} started on ${session.branch}${session.bestCommit !== session.baseCommit ? ' (your uncommitted edits to editable files became the baseline commit)' : ''}; baseline is experiment ${baseline.id} (${baseline.state}). Runs are ${sandbox.kind === 'none' ? 'NOT sandboxed' : `sandboxed (${sandbox.kind})`}.${configChanged?.length ? ` ratchet.json differs from the previous session in: ${configChanged.join(', ')}.` : ''} Call wait_experiment {id: ${baseline.id}}; once it is measured, status says the smallest gain this session can detect and which setting would detect less.${warnings.length ? ` Warnings: ${warnings.join(' ')}` : ''}`,
       session,
       baseline,
     };

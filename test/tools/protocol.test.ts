@@ -5,6 +5,8 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { createServer, type CreatedServer } from '../../src/server.js';
 import { silentLogger } from '../../src/log.js';
 import { makeRepo, TRAIN, EVALUATE, baseConfig, type TestRepo } from '../helpers/repo.js';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 const EXPECTED_TOOLS = [
   'start_session',
@@ -159,6 +161,16 @@ describe('prompt and resource', () => {
     expect(text).not.toMatch(/\{\{\w+\}\}/);
     const r = await client.readResource({ uri: 'ratchet://program.md' });
     expect((r.contents[0] as { text: string }).text).toContain('## The loop');
+  });
+
+  it("serves the repo's own program.md (a preset's) in place of the package's, placeholders filled", async () => {
+    repo.write('program.md', '# Improve the skill\nEdit {{editable}} only; the metric is {{metric}}.\n');
+    try {
+      const p = await client.getPrompt({ name: 'loop' });
+      expect((p.messages[0]!.content as { text: string }).text).toBe('# Improve the skill\nEdit `train.mjs`, `notes/**` only; the metric is score.\n');
+    } finally {
+      rmSync(join(repo.dir, 'program.md'));
+    }
   });
 });
 
