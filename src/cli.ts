@@ -23,7 +23,7 @@ const USAGE = `Usage: ratchet [serve|init|status|stop|close|verify|integrity|sho
   integrity  report tampering with ratchet's evidence; --accept reseals it once you have looked
   stop    end the session: no new experiments; the running one finishes (--cancel: cancel it)
   close   close a finished session for good, so the agent can start the next one
-  demo    run the scripted demo loop on examples/tiny-lm in a temporary repo
+  demo    run the scripted demo loop in a temporary repo: --example tiny-lm (default) or --example skill (a SKILL.md and its eval suite)
   hook    Claude Code hooks: \`hook stop\` keeps the agent at an open session, \`hook session-start\` gives it the state (JSON on stdin)
   codex-loop  run \`codex exec\` turn after turn until the session is finished (--max-turns N, --codex PATH, -- codex options)
   show    one experiment in full: verdict, samples, diff and log tail (ratchet show <id> [--json])
@@ -43,7 +43,7 @@ function parseOptions(argv: string[]) {
       help: { type: 'boolean', short: 'h' },
       force: { type: 'boolean' },
       preset: { type: 'string' },
-      keep: { type: 'boolean' },
+      example: { type: 'string' },
       tag: { type: 'string' },
       runs: { type: 'string' },
       json: { type: 'boolean' },
@@ -148,7 +148,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'demo': {
       const { runDemo } = await import('./demo.js');
-      return runDemo({ keep: values.keep === true });
+      return runDemo({ example: values.example });
     }
     default:
       process.stderr.write(`ratchet: unknown command "${command}".\n${USAGE}\n`);

@@ -51,7 +51,7 @@ export const PairedSchema = z.object({
   units: z.number().int().describe('Case trials measured on both sides (trial t of case c in run j of each side).'),
   better: z.number().int().describe('Trial pairs where the candidate passed more assertions.'),
   worse: z.number().int().describe('Trial pairs where it passed fewer.'),
-  pBetter: z.number().describe('Exact one-sided sign-test p-value that the candidate is better (McNemar\'s test when a trial is one pass/fail).'),
+  pBetter: z.number().describe('Exact one-sided p-value that the candidate is better: the sign-flip permutation test on the summed paired differences (McNemar\'s test when a trial is one pass/fail).'),
   pWorse: z.number().describe('The same, for worse.'),
   alpha: z.number().describe('The per-look level: (1 - confidence) / maxRepeats.'),
   screening: z.boolean().describe('True at the first look, against the best\'s latest earlier run: it may only reject.'),

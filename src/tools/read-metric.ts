@@ -31,16 +31,18 @@ export const readMetric = defineTool({
   text: (report) => [...experimentFacts(report.experiment), ...metricFacts(report)],
 });
 
-/** Pass rates with their Wilson intervals, the sign test's counts, and the assertions that moved most. */
+/** Pass rates with their Wilson intervals, the paired counts, and the assertions that moved most. */
 function pairedFacts(p: NonNullable<NonNullable<MetricReport['decision']>['paired']>): string[] {
-  const rate = (side: { passRate: number | null; interval: [number, number] | null }) => `${round(side.passRate)}%${interval(side.interval)}`;
+  const pct = (n: number | null) => (n === null ? 'n/a' : n.toFixed(1));
+  const rate = (side: { passRate: number | null; interval: [number, number] | null }) =>
+    `${pct(side.passRate)}%${side.interval ? ` [${pct(side.interval[0])}, ${pct(side.interval[1])}]` : ''}`;
   const lines = [
     `paired${p.screening ? ' (screening against the best\'s last run)' : ''}: pass rate ${rate(p.candidate)} vs best ${rate(p.best)} (Wilson); ` +
-      `${p.units} trial pairs: ${p.better} better, ${p.worse} worse; p(better) ${round(p.pBetter)}, p(worse) ${round(p.pWorse)}, per-look level ${round(p.alpha)}`,
+      `${p.units} trial pairs: ${p.better} better, ${p.worse} worse; p(better) ${p.pBetter.toPrecision(2)}, p(worse) ${p.pWorse.toPrecision(2)}, per-look level ${p.alpha}`,
   ];
   const moved = p.assertions.filter((a) => a.change !== 'same');
   const show = (change: 'better' | 'worse') =>
-    moved.filter((a) => a.change === change).slice(0, 5).map((a) => `${a.name} ${round(a.best)}→${round(a.candidate)}%`).join(', ');
+    moved.filter((a) => a.change === change).slice(0, 5).map((a) => `${a.name} ${pct(a.best)}→${pct(a.candidate)}%`).join(', ');
   if (moved.some((a) => a.change === 'better')) lines.push(`assertions better: ${show('better')}`);
   if (moved.some((a) => a.change === 'worse')) lines.push(`assertions worse: ${show('worse')}`);
   return lines;

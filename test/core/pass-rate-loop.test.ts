@@ -70,7 +70,7 @@ describe('pass rates with case results', () => {
     expect(hi).toBeGreaterThan(d.paired!.candidate.passRate!);
     expect(d.paired!.assertions.filter((a) => a.change === 'better').length).toBeGreaterThan(0);
     expect(d.effect!).toBeGreaterThan(5);
-    expect(d.why).toMatch(/sign test/);
+    expect(d.why).toMatch(/sign-flip test/);
     await loop.keep({ id: e.id });
   });
 
