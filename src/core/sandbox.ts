@@ -74,9 +74,11 @@ export function sandboxArgv(step: StepRequest, bwrap = 'bwrap'): string[] {
   const cacheDir = realpathSync(step.cacheDir);
   argv.push('--bind', workspace, workspace, '--bind', cacheDir, cacheDir);
   for (const input of step.inputs) argv.push('--ro-bind', realpathSync(input.source), underRealPath(input.target, step.workspace, workspace));
-  // ratchet installed inside the repo (its node_modules) would be hidden with it: its package is shown again, read-only.
+  // ratchet installed inside the repo (its node_modules) or under /tmp would be hidden with them: its package is shown again, read-only.
   const ratchetRoot = realpathSync(join(RATCHET_BIN, '..'));
-  if (hiddenDirs.some((dir) => ratchetRoot.startsWith(`${dir}/`))) argv.push('--ro-bind', ratchetRoot, ratchetRoot);
+  // Never when the package holds a hidden path (a repo inside ratchet's own folder): that would show the repo again.
+  const holdsHidden = step.hidden.some((path) => existsSync(path) && realpathSync(path).startsWith(`${ratchetRoot}/`));
+  if (!holdsHidden && ['/tmp', '/run', ...hiddenDirs].some((dir) => ratchetRoot.startsWith(`${dir}/`))) argv.push('--ro-bind', ratchetRoot, ratchetRoot);
   // Read-only once the mount points under them exist (the remount does not reach the binds below).
   for (const dir of hiddenDirs) argv.push('--remount-ro', dir);
   argv.push('--unshare-pid', '--unshare-ipc', '--unshare-uts');

@@ -1,6 +1,7 @@
 // Pass rates through the real loop: a metric step that prints case results is decided by the paired test, needs no
 // calibration runs, records its cases in the chained ledger, and says what the session can detect and how to detect less.
 import { describe, it, expect } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ResearchLoop } from '../../src/core/loop.js';
@@ -8,16 +9,18 @@ import { silentLogger } from '../../src/log.js';
 import { makeRepo, baseConfig, type TestRepo } from '../helpers/repo.js';
 import { cleanedUpAfterEach, finished, startWithBaseline } from '../helpers/loop.js';
 
-const SKILL_EVAL = join(import.meta.dirname, '../../bench/decisions/synthetic-skill.mjs');
+// The simulated eval and its modules are copied into each repo: a checkout under /tmp is out of the sandbox's sight.
+const BENCH = join(import.meta.dirname, '../../bench/decisions');
+const SIM_FILES = Object.fromEntries(['synthetic-skill.mjs', 'prng.mjs', 'skill-truth.mjs'].map((f) => [`sim/${f}`, readFileSync(join(BENCH, f), 'utf8')]));
 const { repos, loops } = cleanedUpAfterEach();
 
 function setup(env: Record<string, string> = {}, decision: Record<string, unknown> = {}) {
   const repo = makeRepo(
-    { 'skill.json': '{"lift": 0}\n' },
+    { 'skill.json': '{"lift": 0}\n', ...SIM_FILES },
     baseConfig({
       editable: ['skill.json'],
-      protected: [],
-      run: { command: `node ${JSON.stringify(SKILL_EVAL)}`, budgetSeconds: 20, graceSeconds: 1, env: { BENCH_SEED: '3', ...env } },
+      protected: ['sim/**'],
+      run: { command: 'node sim/synthetic-skill.mjs', budgetSeconds: 20, graceSeconds: 1, env: { BENCH_SEED: '3', ...env } },
       metric: { name: 'pass_rate', direction: 'maximize', secondary: [] },
       decision: { rule: 'significant', ...decision },
     }),
