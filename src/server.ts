@@ -129,6 +129,10 @@ export function renderProgram(repo: string): string {
           config.decision.rule === 'significant'
             ? `Under the significant rule one experiment is several runs: ratchet re-measures the best and repeats the candidate (up to ${config.decision.maxRepeats} pairs) until the verdict is clear, so an experiment takes longer than one run. Every run happens in its own workspace built from the commit it measures, so you may keep editing your tree meanwhile: what is measured is the candidate snapshotted when you called run_experiment.`
             : 'Under the greedy rule each experiment is one run, and any strictly better run is keepable, even by noise.',
+        parallel:
+          config.parallel > 1
+            ? `**Several at once.** ratchet.json allows ${config.parallel} experiments at a time. Call \`run_experiment {..., wait_seconds: 0}\`: it returns at once, with the candidate snapshotted, so you can edit the next idea while it runs. Beyond ${config.parallel} in flight, new ones wait in a queue (state \`queued\`). \`wait_experiment {next: true}\` returns whichever finishes first; \`status\` lists what is in flight, queued and awaiting a decision. Start each idea from the best: \`revert {}\` puts your tree back there (reverting one experiment by id leaves your tree alone when it holds other edits). If \`keep\` answers that the best moved since the candidate was measured, its change is being measured again on the new best: wait for the id it names and keep that one; a conflict means redoing the idea on the current best.`
+            : '',
       }
     : {};
   const filled = template.replace(/\{\{(\w+)\}\}/g, (_, key: string) => values[key] ?? `(${key}: see ratchet.json)`);

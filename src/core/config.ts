@@ -16,6 +16,8 @@ export const LIMITS = {
   repeats: 50,
   plateauWindow: 1000,
   gpusPerRun: 64,
+  cpuSlots: 1024,
+  parallel: 64,
   keepCrashed: 100,
   /** Globs, inputs, metric names, constraints: far more than any real config lists. */
   listItems: 1000,
@@ -46,6 +48,12 @@ const Budget = z.number().positive().max(LIMITS.budgetSeconds, `at most ${LIMITS
 const Grace = z.number().min(0).max(LIMITS.graceSeconds, `at most ${LIMITS.graceSeconds} seconds`);
 
 const Globs = z.array(Text.min(1)).max(LIMITS.listItems);
+
+/** A device in gpu.pool: an nvidia-smi index, or a GPU-/MIG- UUID as `nvidia-smi -L` prints it. */
+const GpuId = z.union([
+  z.number().int().min(0).max(LIMITS.listItems),
+  Text.regex(/^(GPU|MIG)-[A-Za-z0-9/-]+$/, 'give an nvidia-smi index (0, 1, ...) or a UUID from `nvidia-smi -L` ("GPU-..." or "MIG-...")'),
+]);
 
 const MetricName = Text.regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'use letters, digits, "_", "." or "-", starting with a letter or "_"').max(200);
 
@@ -278,9 +286,39 @@ export const ConfigSchema = z
       .object({
         required: z.boolean().default(false).describe('Refuse to start a session when no GPU answers nvidia-smi.'),
         perRun: z.number().int().min(1).max(LIMITS.gpusPerRun).default(1).describe('GPUs given to each run through CUDA_VISIBLE_DEVICES.'),
+        pool: z
+          .union([z.literal('all'), z.array(GpuId).min(1).max(LIMITS.listItems)])
+          .optional()
+          .describe(
+            'The devices runs may lease: "all" (the default), or a list of nvidia-smi indices and GPU-/MIG- UUIDs. A MIG instance is leased by its own UUID. ' +
+              'A CUDA_VISIBLE_DEVICES set for the server narrows it further.',
+          ),
       })
       .strict()
-      .optional(),
+      .optional()
+      .describe('Each run leases whole devices (GPUs or MIG instances) for as long as it goes, and sees only those.'),
+    pool: z
+      .object({
+        cpuSlots: z
+          .number()
+          .int()
+          .min(1)
+          .max(LIMITS.cpuSlots, `at most ${LIMITS.cpuSlots}`)
+          .optional()
+          .describe('Runs without a GPU (CPU jobs, skill evals) that may go at once; each leases one slot. Default: "parallel".'),
+      })
+      .strict()
+      .optional()
+      .describe('The pool runs lease from. GPUs are set under gpu; this holds the CPU slots.'),
+    parallel: z
+      .number()
+      .int()
+      .min(1)
+      .max(LIMITS.parallel, `at most ${LIMITS.parallel}`)
+      .default(1)
+      .describe(
+        'Experiments that may run at once. 1 (the default) is the one-at-a-time loop. More: run_experiment accepts new candidates while others run, the ones beyond this wait in a queue (first in, first out), and a candidate whose best was overtaken meanwhile is carried onto the new best and measured again before it can be kept.',
+      ),
     sandbox: z
       .enum(['auto', 'required', 'off'])
       .default('auto')

@@ -20,6 +20,8 @@ export interface LoopOptions {
   logger: Logger;
   /** nvidia-smi binary; tests point this at a fake that replays real output. */
   nvidiaSmi?: string;
+  /** How often a running step's GPUs are sampled; by default from its budget (2 to 30 s). */
+  gpuSampleMs?: number;
   containment?: 'auto' | 'cgroup' | 'proc';
   /** Where sandboxed tools keep caches (HOME, pip, uv, torch, Hugging Face); default ~/.cache/ratchet/<repo>. */
   cacheDir?: string;

@@ -3,10 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { baselineRepeatsOf, type Config } from './config.js';
 import type { LoopContext } from './context.js';
+import { isRatchetError } from './errors.js';
 import type { RunningStep } from './executor/executor.js';
-import { gpuEnv } from './gpu.js';
+import { gpuEnvFor } from './gpu.js';
 import type { ExperimentRow, FinalState, GpuAssignment } from './ledger.js';
 import { judge, type Phase } from './measure.js';
+import { RunPool } from './pool/run-pool.js';
 import { prunerFor, recordCurve } from './pruning.js';
 import type { RunResult } from './runner/run-spec.js';
 import { restorePinned, verifyPins } from './surface.js';
@@ -17,17 +19,36 @@ const PRUNE_EVERY_MS = 250;
 export class Driver {
   /** Steps started or re-attached by this server, by experiment id. */
   private readonly steps = new Map<number, RunningStep>();
+  /** A GPU fault seen while a step ran, by experiment id: the step ends crashed with it, whatever it printed. */
+  private readonly faults = new Map<number, string>();
   /** Set by the loop: measures the repeats of an experiment until it is decided. */
   repeatUntilDecided: (rootId: number) => Promise<void> = async () => {};
+  /** The devices and CPU slots runs lease; a scheduler that starts several experiments asks it for capacity. */
+  readonly pool: RunPool;
 
-  constructor(private readonly ctx: LoopContext) {}
+  constructor(private readonly ctx: LoopContext) {
+    this.pool = new RunPool(ctx);
+  }
 
-  /** Starts one step of an experiment in a fresh workspace of its commit, then follows it in the background. */
+  /**
+   * Starts one step of an experiment in a fresh workspace of its commit, then follows it in the background. The first
+   * step of a baseline or candidate leases its GPUs (or a CPU slot) first; `gpus` is for a repeat, which runs on the
+   * devices its experiment holds, and a later step keeps the experiment's.
+   */
   async launch(e: ExperimentRow, config: Config, phase: Phase, gpus?: GpuAssignment | null): Promise<ExperimentRow> {
     const { ctx } = this;
     const dir = ctx.runDir(e.id);
-    const assigned = gpus === undefined ? e.gpus : gpus;
+    let assigned = gpus === undefined ? e.gpus : gpus;
     const token = `${e.id}-${phase}-${randomBytes(6).toString('hex')}`;
+    const starting = phase === 'run' && e.kind !== 'repeat' && e.state === 'queued';
+    if (starting) {
+      try {
+        assigned = await this.pool.acquire(e, config);
+      } catch (err) {
+        ctx.log.warn({ err, id: e.id }, 'could not lease what the run needs');
+        return this.finish(e.id, 'crashed', `ratchet could not lease what the run needs: ${describeFailure(err)}`);
+      }
+    }
     try {
       const executor = ctx.executorFor(config);
       const sandbox = await executor.sandbox();
@@ -39,8 +60,8 @@ export class Driver {
           commit: e.commit!,
           config,
           token,
-          env: { RATCHET_EXPERIMENT_ID: String(e.id), ...(assigned ? gpuEnv(assigned.indices) : {}) },
-          gpuDevices: assigned ? assigned.indices.map((i) => `/dev/nvidia${i}`) : [],
+          env: { RATCHET_EXPERIMENT_ID: String(e.id), ...(assigned ? gpuEnvFor(assigned) : {}) },
+          gpuDevices: assigned ? (assigned.nodes ?? assigned.indices.map((i) => `/dev/nvidia${i}`)) : [],
         },
       );
       // The token is on record before anything is spawned, so a crash here still lets recovery sweep it.
@@ -52,7 +73,7 @@ export class Driver {
         runToken: token,
         supervisorPid: running.supervisorPid,
         logPath: e.logPath ?? join(dir, 'run.log'),
-        ...(gpus !== undefined ? { gpus } : {}),
+        ...(starting || gpus !== undefined ? { gpus: assigned } : {}),
       });
       ctx.log.info({ id: e.id, phase, supervisorPid: running.supervisorPid, sandbox: sandbox.kind, gpus: assigned?.indices }, 'step started');
       void this.drive(e.id);
@@ -68,6 +89,7 @@ export class Driver {
     const { ctx } = this;
     const existing = ctx.drivers.get(id);
     if (existing) return existing;
+    this.pool.adopt(id);
     const driver = this.advance(id)
       .catch((err) => {
         ctx.log.error({ err, id }, 'driver failed');
@@ -96,9 +118,12 @@ export class Driver {
       if (ctx.closed || !ctx.stillRunning(id)) return;
       const session = ctx.ledger.session(e.sessionId)!;
       const config = ctx.configOf(session);
+      // A GPU that failed under the step outranks whatever the step printed: its figures cannot be trusted.
+      const fault = this.faults.get(id);
+      this.faults.delete(id);
       if (!result) {
         const swept = await ctx.executor.sweep(e.runToken!);
-        this.finish(id, 'crashed', `the ${phase} supervisor died without a result (was the machine or ratchet killed?); ${swept} leftover process(es) were killed`);
+        this.finish(id, 'crashed', fault ?? `the ${phase} supervisor died without a result (was the machine or ratchet killed?); ${swept} leftover process(es) were killed`);
         return;
       }
       if (phase === 'run') {
@@ -111,6 +136,7 @@ export class Driver {
         });
         if (config.decision.prune) recordCurve(ctx, e, config);
       }
+      if (fault) return void this.finish(id, 'crashed', fault);
       const tampered = phase === 'run' ? await this.restoreTamperedPins(e) : [];
       const pruned = result.cancelled ? ctx.ledger.experiment(id)!.pruneRequested : null;
       const failure = pruned ? { state: 'pruned' as const, reason: `pruned: ${pruned}` } : judge(result, phase, config);
@@ -139,10 +165,17 @@ export class Driver {
     const pruner = phase === 'run' ? prunerFor(this.ctx, e, () => running.cancel()) : null;
     // With pruning on, the curve is checked four times a second, so even a short run can be stopped early.
     const timer = pruner ? setInterval(() => this.ctx.stillRunning(e.id) && pruner(), PRUNE_EVERY_MS) : null;
+    // A GPU that fails under the step stops it; advance() then records the step crashed with why.
+    const sampler = this.pool.samplerFor(e, phase, (reason) => {
+      this.faults.set(e.id, reason);
+      running.cancel();
+    });
+    sampler?.start();
     try {
       return await running.done;
     } finally {
       if (timer) clearInterval(timer);
+      await sampler?.stop();
       this.steps.delete(e.id);
     }
   }
@@ -213,9 +246,13 @@ export class Driver {
   finish(id: number, state: FinalState, reason: string | null): ExperimentRow {
     const { ctx } = this;
     const before = ctx.ledger.experiment(id)!;
-    if (before.state !== 'running' && before.state !== 'queued') return before; // already recorded (e.g. cancelled)
+    if (before.state !== 'running' && before.state !== 'queued') {
+      this.pool.releaseWhenDone(before);
+      return before; // already recorded (e.g. cancelled)
+    }
     const row = ctx.ledger.finish(id, state, reason);
     ctx.log.info({ id, state, metric: row.metric, reason }, 'experiment finished');
+    this.pool.releaseWhenDone(row);
     this.tidyWorkspaces(row);
     ctx.writeResults(ctx.ledger.session(row.sessionId)!);
     return row;
@@ -244,6 +281,7 @@ function needsRepeats(e: ExperimentRow, config: Config): boolean {
 }
 
 function describeFailure(err: unknown): string {
+  if (isRatchetError(err)) return `${err.message} Next: ${err.hint}`;
   const code = (err as NodeJS.ErrnoException)?.code;
   const message = (err as Error)?.message ?? String(err);
   if (code === 'ENOSPC' || code === 'SQLITE_FULL' || /ENOSPC|database or disk is full/.test(message)) {

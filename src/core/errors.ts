@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'sandbox_unavailable'
   | 'tampered'
   | 'session_finished'
+  | 'stale_candidate'
   | 'internal';
 
 export class RatchetError extends Error {

@@ -1,6 +1,7 @@
 // GPU discovery through nvidia-smi, choosing GPUs for a run, and the environment that pins a run to them.
-import { spawn } from 'node:child_process';
 import { RatchetError } from './errors.js';
+import type { GpuAssignment } from './ledger.js';
+import { firstLines, runNvidiaSmi, type SmiOptions } from './pool/nvidia-smi.js';
 
 export interface Gpu {
   /** nvidia-smi's index: PCI bus order, which CUDA only follows with CUDA_DEVICE_ORDER=PCI_BUS_ID (see gpuEnv). */
@@ -14,6 +15,8 @@ export interface Gpu {
   memoryKnown: boolean;
   /** null when nvidia-smi cannot say (MIG mode, "[Not Supported]" on older GeForce cards). */
   utilizationPercent: number | null;
+  /** Set when a field reads as a failing device ("[GPU requires reset]", "[Unknown Error]", "[GPU is lost]"). */
+  fault?: string;
 }
 
 export interface GpuListing {
@@ -28,38 +31,17 @@ export const NVIDIA_SMI_ARGS = [
   '--format=csv,noheader,nounits',
 ] as const;
 
-const DEFAULT_TIMEOUT_MS = 10_000;
-/** Far more than any real host prints; stops a misbehaving binary from filling memory. */
-const MAX_OUTPUT_BYTES = 1024 * 1024;
 /** Sampled utilization at or below this counts as idle: monitoring agents and display servers leave a few percent. */
 const IDLE_UTILIZATION_PERCENT = 5;
 
-/**
- * Asks nvidia-smi for every GPU. Never throws: a missing binary, a dead driver, a non-zero exit or a
- * hang (nvidia-smi can block for minutes in the kernel when the driver is wedged) all come back as `error`.
- */
-export async function listGpus(opts: { nvidiaSmi?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<GpuListing> {
+/** Asks nvidia-smi for every GPU. Never throws: why the answer is missing or incomplete comes back as `error`. */
+export async function listGpus(opts: SmiOptions = {}): Promise<GpuListing> {
   const command = opts.nvidiaSmi ?? 'nvidia-smi';
-  const result = await runBounded(command, [...NVIDIA_SMI_ARGS], opts.env ?? process.env, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  if (result.kind === 'spawn_error') {
-    const error =
-      result.code === 'ENOENT'
-        ? `${command} not found: no NVIDIA driver is installed, or it is not on PATH.`
-        : `${command} could not be started (${result.code ?? 'error'}): ${result.message}`;
-    return { gpus: [], error };
-  }
-  if (result.kind === 'timeout') {
-    return { gpus: [], error: `${command} did not answer within ${result.timeoutMs} ms; the NVIDIA driver may be hung.` };
-  }
-
-  const { gpus, unreadable } = parseGpuCsv(result.stdout);
-  const said = firstLines(result.stderr) || firstLines(result.stdout);
-  if (result.exitCode !== 0) {
-    const how = result.exitCode === null ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
-    return { gpus, error: `${command} ${how}${said ? `: ${said}` : ''}` };
-  }
+  const answer = await runNvidiaSmi([...NVIDIA_SMI_ARGS], opts);
+  const { gpus, unreadable } = parseGpuCsv(answer.stdout);
+  if (answer.failure) return { gpus, error: answer.failure };
   if (unreadable.length) return { gpus, error: `${command} printed rows that are not GPUs: ${unreadable.slice(0, 3).join(' | ')}` };
-  if (result.stderr.trim()) return { gpus, error: `${command} warned: ${firstLines(result.stderr)}` };
+  if (answer.stderr.trim()) return { gpus, error: `${command} warned: ${firstLines(answer.stderr)}` };
   if (gpus.length === 0) return { gpus, error: `${command} listed no GPUs.` };
   return { gpus, error: null };
 }
@@ -89,28 +71,41 @@ export function chooseGpus(gpus: Gpu[], count: number, busy: Set<number>): numbe
   const seen = new Set<number>();
   const free = gpus.filter((g) => !busy.has(g.index) && !seen.has(g.index) && seen.add(g.index));
   if (free.length < count) return null;
-  const ranked = [...free].sort((a, b) => idleRank(a) - idleRank(b) || freeMiB(b) - freeMiB(a) || a.index - b.index);
-  return ranked
+  return rankGpus(free)
     .slice(0, count)
     .map((g) => g.index)
     .sort((a, b) => a - b);
 }
 
-export function cudaVisibleDevices(indices: number[]): string {
-  for (const i of indices) {
-    if (!Number.isInteger(i) || i < 0) {
-      throw new RatchetError('invalid_argument', `Not a GPU index: ${i}.`, 'Pass indices as reported by nvidia-smi (0, 1, ...).');
-    }
+/** Best first: idle, then unknown utilization, then loaded; among equals the most free memory, then nvidia-smi's order. */
+export function rankGpus<T extends Gpu>(gpus: T[]): T[] {
+  return gpus
+    .map((g, at) => ({ g, at }))
+    .sort((a, b) => idleRank(a.g) - idleRank(b.g) || freeMiB(b.g) - freeMiB(a.g) || a.g.index - b.g.index || a.at - b.at)
+    .map(({ g }) => g);
+}
+
+/** CUDA_VISIBLE_DEVICES for these devices: nvidia-smi indices, or GPU-/MIG- UUIDs (a MIG instance can only be named so). */
+export function cudaVisibleDevices(ids: (number | string)[]): string {
+  for (const id of ids) {
+    const ok = typeof id === 'number' ? Number.isInteger(id) && id >= 0 : /^(GPU|MIG)-[A-Za-z0-9/-]+$/.test(id);
+    if (!ok) throw new RatchetError('invalid_argument', `Not a GPU index or UUID: ${id}.`, 'Pass indices as reported by nvidia-smi (0, 1, ...) or UUIDs from `nvidia-smi -L`.');
   }
-  return indices.join(',');
+  return ids.join(',');
 }
 
 /**
  * The variables that give a run exactly these GPUs. CUDA numbers devices fastest-first by default,
  * nvidia-smi by PCI bus; without PCI_BUS_ID order, index 1 can mean a different card on a mixed host.
  */
-export function gpuEnv(indices: number[]): { CUDA_VISIBLE_DEVICES: string; CUDA_DEVICE_ORDER: 'PCI_BUS_ID' } {
-  return { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(indices), CUDA_DEVICE_ORDER: 'PCI_BUS_ID' };
+export function gpuEnv(ids: (number | string)[]): { CUDA_VISIBLE_DEVICES: string; CUDA_DEVICE_ORDER: 'PCI_BUS_ID' } {
+  return { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(ids), CUDA_DEVICE_ORDER: 'PCI_BUS_ID' };
+}
+
+/** The environment of a run holding `assignment`: indices for whole GPUs, UUIDs as soon as a MIG instance is among them. */
+export function gpuEnvFor(assignment: GpuAssignment): ReturnType<typeof gpuEnv> {
+  const uuids = assignment.uuids ?? [];
+  return gpuEnv(uuids.length && uuids.some((u) => u.startsWith('MIG-')) ? uuids : assignment.indices);
 }
 
 function parseGpuRow(line: string): Gpu | null {
@@ -126,6 +121,7 @@ function parseGpuRow(line: string): Gpu | null {
   const util = reading(utilField);
   if (total === undefined || used === undefined || util === undefined) return null;
   const memoryKnown = total !== null && used !== null;
+  const fault = [totalField, usedField, utilField].find((f) => f !== undefined && FAULT_READING.test(f));
   return {
     index: Number(indexField),
     uuid,
@@ -134,8 +130,12 @@ function parseGpuRow(line: string): Gpu | null {
     memoryUsedMiB: memoryKnown ? used : 0,
     memoryKnown,
     utilizationPercent: util,
+    ...(fault ? { fault } : {}),
   };
 }
+
+/** Readings that mean the device itself is failing, not that the figure is unsupported. */
+const FAULT_READING = /^\[(GPU requires reset|Unknown Error|GPU is lost)\]$/i;
 
 /** A number; null for nvidia-smi's bracketed "[N/A]", "[Not Supported]", "[Unknown Error]" and friends; undefined for anything else. */
 function reading(field: string | undefined): number | null | undefined {
@@ -153,76 +153,4 @@ function idleRank(g: Gpu): number {
 
 function freeMiB(g: Gpu): number {
   return g.memoryKnown ? g.memoryTotalMiB - g.memoryUsedMiB : -1;
-}
-
-function firstLines(text: string): string {
-  const lines = text
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter(Boolean);
-  return lines.slice(0, 3).join(' ').slice(0, 500);
-}
-
-type BoundedResult =
-  | { kind: 'exited'; exitCode: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
-  | { kind: 'spawn_error'; code: string | undefined; message: string }
-  | { kind: 'timeout'; timeoutMs: number };
-
-/**
- * Runs a command with a hard deadline that does not depend on the process dying: a process stuck in
- * the kernel ignores even SIGKILL until the driver lets go, so at the deadline the process group is
- * killed and the answer is "timeout" at once, without waiting for exit or for the pipes to close.
- */
-function runBounded(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<BoundedResult> {
-  return new Promise((resolve) => {
-    let settled = false;
-    const settle = (r: BoundedResult) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve(r);
-    };
-    let child: ReturnType<typeof spawn>;
-    try {
-      // Own process group, so the deadline can kill anything it started too.
-      child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      resolve({ kind: 'spawn_error', code: e.code, message: e.message });
-      return;
-    }
-    const timer = setTimeout(() => {
-      killGroup(child);
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-      child.unref();
-      settle({ kind: 'timeout', timeoutMs });
-    }, timeoutMs);
-
-    const out = collect(child.stdout, () => killGroup(child));
-    const err = collect(child.stderr, () => killGroup(child));
-    child.on('error', (e: NodeJS.ErrnoException) => settle({ kind: 'spawn_error', code: e.code, message: e.message }));
-    child.on('close', (exitCode, signal) => settle({ kind: 'exited', exitCode, signal, stdout: out(), stderr: err() }));
-  });
-}
-
-function collect(stream: NodeJS.ReadableStream | null, onOverflow: () => void): () => string {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  stream?.on('data', (chunk: Buffer) => {
-    if (size >= MAX_OUTPUT_BYTES) return;
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size >= MAX_OUTPUT_BYTES) onOverflow();
-  });
-  return () => Buffer.concat(chunks).subarray(0, MAX_OUTPUT_BYTES).toString('utf8');
-}
-
-function killGroup(child: ReturnType<typeof spawn>): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, 'SIGKILL');
-  } catch {
-    // Already gone.
-  }
 }

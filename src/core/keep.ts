@@ -14,8 +14,9 @@ export function keepRefusal(ctx: LoopContext, session: SessionRow, config: Confi
   if (e.kind === 'baseline') return refusals.keepBaseline(e.id);
   if (e.decision) return refusals.alreadyDecided(e.id, e.decision);
   if (e.state !== 'measured') return refusals.notMeasured(e.id, e.state);
+  // One at a time, only the latest may be kept; with several in flight any measured one may (a stale one is carried over first).
   const latest = ctx.ledger.latestRunExperiment(session.id);
-  if (latest && latest.id !== e.id) return refusals.notLatest(e.id, latest.id);
+  if (config.parallel === 1 && latest && latest.id !== e.id) return refusals.notLatest(e.id, latest.id);
   const failed = e.constraintChecks.filter((c) => !c.ok);
   if (failed.length) return refusals.constraintsViolated(e.id, failed);
   const best = ctx.bestOf(session);
@@ -71,13 +72,18 @@ export function completeInterruptedKeep(ctx: LoopContext, session: SessionRow, t
 
 export interface Reverted {
   experiment: ExperimentRow | null;
-  resetTo: string;
+  /** The best commit the editable files were put back at; null when the tree had moved on to other edits and was left alone. */
+  resetTo: string | null;
   removedUntracked: string[];
   savedWorktree: string | null;
 }
 
-/** Puts the editable files back at the best commit; whatever was there is first committed under a ref, so no edit is lost. */
-export async function revert(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow | undefined): Promise<Reverted> {
+/**
+ * Puts the editable files back at the best commit; whatever was there is first committed under a ref, so no edit is lost.
+ * With `onlyIfTreeIsCandidate` (several experiments in flight), a tree that already holds other edits than the candidate's
+ * is left as it is: the agent has moved on to its next idea, and only the decision is recorded.
+ */
+export async function revert(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow | undefined, opts: { onlyIfTreeIsCandidate?: boolean } = {}): Promise<Reverted> {
   const { pins } = await ctx.pinned(session);
   const scan = await scanSurface({ repo: ctx.repo, git: ctx.git, baseCommit: session.bestCommit, editable: config.editable, protectedGlobs: config.protected, outputs: config.run.outputs, pins });
   let savedWorktree: string | null = null;
@@ -86,6 +92,7 @@ export async function revert(ctx: LoopContext, session: SessionRow, config: Conf
     // A tree the surface refuses (a nested repository, say) is still saved, as git sees it.
     const snap = scan.violations.length ? await ctx.git.snapshot(session.bestCommit, message) : await commitCandidate({ git: ctx.git, parent: session.bestCommit, scan, message });
     const candidateTree = e?.commit ? await ctx.git.treeOf(e.commit) : null;
+    if (opts.onlyIfTreeIsCandidate && snap.tree !== candidateTree) return { experiment: decideReverted(ctx, session, e), resetTo: null, removedUntracked: [], savedWorktree: null };
     if (snap.tree !== candidateTree) {
       savedWorktree = `refs/ratchet/${session.tag}/worktree-${Date.now()}`;
       await ctx.git.setRef(savedWorktree, snap.commit);
@@ -95,11 +102,14 @@ export async function revert(ctx: LoopContext, session: SessionRow, config: Conf
   // Ignored protected files are outside git's reach; their pinned copies put them back.
   const tampered = (await verifyPins(ctx.repo, pins, config.protected)).map((v) => v.path);
   if (tampered.length) await restorePinned(ctx.repo, pins, join(ctx.stateDir, 'pins'), tampered.filter((p) => pins.some((pin) => pin.path === p)));
-  let row: ExperimentRow | null = e ?? null;
-  if (e && e.kind === 'candidate' && e.state === 'measured' && e.decision === null) {
-    row = ctx.ledger.decide(e.id, { decision: 'reverted', reason: 'reverted by the agent', forced: false });
-    ctx.writeResults(session);
-  }
+  const row = decideReverted(ctx, session, e);
   ctx.log.info({ id: e?.id, savedWorktree }, 'reverted');
   return { experiment: row, resetTo: session.bestCommit, removedUntracked, savedWorktree };
+}
+
+function decideReverted(ctx: LoopContext, session: SessionRow, e: ExperimentRow | undefined): ExperimentRow | null {
+  if (!e || e.kind !== 'candidate' || e.state !== 'measured' || e.decision !== null) return e ?? null;
+  const row = ctx.ledger.decide(e.id, { decision: 'reverted', reason: 'reverted by the agent', forced: false });
+  ctx.writeResults(session);
+  return row;
 }

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 
 export { Ledger } from './ledger/ledger.js';
-export type { NewSession, NewExperiment, RunStart, RunFacts, NewSample, MeasurementRecord, DecisionRecord, LedgerFile } from './ledger/ledger.js';
+export type { NewSession, NewExperiment, RunStart, RunFacts, NewSample, NewGpuSample, MeasurementRecord, DecisionRecord, LedgerFile } from './ledger/ledger.js';
 export type { Page } from './ledger/reads.js';
 export type {
   SessionRow,
@@ -16,6 +16,7 @@ export type {
   Decision,
   Phase,
   GpuAssignment,
+  GpuUsage,
   DiffStats,
 } from './ledger/rows.js';
 export type { ChainFinding, ChainHead } from './ledger/chain.js';

@@ -5,14 +5,17 @@ import { createCandidate } from './candidate.js';
 import { Driver } from './driver.js';
 import type { SandboxReport } from './executor/executor.js';
 import { Integrity, type Finding } from './integrity.js';
-import { completeInterruptedKeep, keep, revert, type Reverted } from './keep.js';
-import { ledgerPath, type ExperimentState } from './ledger.js';
+import { completeInterruptedKeep, keep, keepRefusal, revert, type Reverted } from './keep.js';
+import { ledgerPath, type ExperimentRow, type ExperimentState } from './ledger.js';
 import type { LogPage } from './log-reader.js';
 import * as refusals from './refusals.js';
 import { repeatUntilDecided } from './repeats.js';
 import * as reports from './reports.js';
-import { allocateGpus, requireOnBranch, startSession } from './session.js';
+import { requireOnBranch, startSession } from './session.js';
 import { acquireServerLock, releaseServerLock, serverHolding, type LockHolder } from './server-lock.js';
+import { capacityOf, carryOntoBest, slots, staleRefusal } from './parallel.js';
+import { sessionFinished } from './limits.js';
+import type { Config } from './config.js';
 import { SessionEvents } from './session-events.js';
 import { closeSession, stopSession, type Stopped } from './stop.js';
 import type { ExperimentView, MetricReport, SessionView, Status } from './views.js';
@@ -77,19 +80,54 @@ export class ResearchLoop {
     return this.exclusive(async () => {
       const { session, config } = this.ctx.requireSession();
       this.events.refuseIfFinished(session, config);
-      const inFlight = this.ctx.ledger.unfinishedExperiments()[0];
-      if (inFlight) throw refusals.busy(inFlight.id);
-      const pending = this.ctx.awaitingDecision(session);
-      if (pending) throw refusals.awaitingDecision(pending.id);
+      const capacity = capacityOf(config);
+      if (capacity === 1) {
+        const inFlight = this.ctx.ledger.unfinishedExperiments()[0];
+        if (inFlight) throw refusals.busy(inFlight.id);
+        const pending = this.ctx.awaitingDecision(session);
+        if (pending) throw refusals.awaitingDecision(pending.id);
+      }
       await this.onBranch();
+      // The candidate is snapshotted now: the agent may edit its tree for the next idea while this one waits or runs.
       const candidate = await createCandidate(this.ctx, session, config, input);
       // Counted alongside the step's start, which takes longer, and awaited so the view is complete.
       const diffStats = this.ctx.git.diffStats(session.bestCommit, candidate.commit!).then((stats) => this.ctx.ledger.recordDiffStats(candidate.id, stats));
-      const launched = await this.driver.launch(candidate, config, 'run', await allocateGpus(this.ctx, config));
+      if (slots(this.ctx, session).running.length < (await this.slotsFor(config))) await this.start(candidate, config);
       await diffStats.catch((err: unknown) => this.ctx.log.warn({ err, id: candidate.id }, 'could not count the diff'));
-      this.events.follow(launched.id, this.driver.drive(launched.id));
-      return reports.experimentView(this.ctx, this.ctx.ledger.experiment(launched.id)!);
+      return reports.experimentView(this.ctx, this.ctx.ledger.experiment(candidate.id)!);
     }, { evidenceRefs: true });
+  }
+
+  /** Launches a candidate's run and follows it; when it ends, the oldest queued candidate takes its slot. */
+  private async start(candidate: ExperimentRow, config: Config): Promise<void> {
+    // Launch leases the run's GPUs or CPU slot, held through its repeats and given back when it ends.
+    const launched = await this.driver.launch(candidate, config, 'run');
+    const followed = this.driver.drive(launched.id);
+    this.events.follow(launched.id, followed);
+    if (capacityOf(config) > 1) void followed.finally(() => this.startQueued().catch((err: unknown) => this.ctx.log.warn({ err }, 'could not start a queued experiment')));
+  }
+
+  /** Starts queued candidates while slots are free, oldest first; a finished session cancels them instead. */
+  private startQueued(): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.ctx.closed) return;
+      const session = this.ctx.ledger.activeSession();
+      if (!session) return;
+      const config = this.ctx.configOf(session);
+      const { running, queued } = slots(this.ctx, session);
+      if (!queued.length) return;
+      if (sessionFinished(this.ctx, session, config)) {
+        for (const q of queued) this.driver.finish(q.id, 'cancelled', 'the session ended before it started');
+        return;
+      }
+      for (const q of queued.slice(0, Math.max(0, (await this.slotsFor(config)) - running.length))) await this.start(q, config);
+    });
+  }
+
+  /** Runs that may go at once: `parallel`, and no more than the pool holds (GPUs ÷ gpu.perRun, or the CPU slots). */
+  private async slotsFor(config: Config): Promise<number> {
+    const wanted = capacityOf(config);
+    return wanted === 1 ? 1 : Math.max(1, Math.min(wanted, await this.driver.pool.capacity(config)));
   }
 
   // ---------------------------------------------------------------- 3. wait and measure
@@ -116,6 +154,22 @@ export class ResearchLoop {
     return reports.experimentView(this.ctx, this.ctx.ledger.experiment(id)!);
   }
 
+  /** Waits for whichever experiment in flight finishes first (up to waitSeconds) and returns it; the oldest still going if none did. */
+  async waitNext(next: boolean, waitSeconds = DEFAULT_WAIT_SECONDS): Promise<ExperimentView> {
+    await this.guard();
+    if (!next) throw refusals.waitNeedsTarget();
+    const { session } = this.ctx.requireSession();
+    const { running, queued } = slots(this.ctx, session);
+    const watched = [...running, ...queued].map((e) => e.id);
+    if (!watched.length) throw refusals.nothingInFlight();
+    const deadline = Date.now() + clampWait(waitSeconds) * 1000;
+    for (;;) {
+      const done = watched.map((id) => this.ctx.ledger.experiment(id)!).find((e) => e.state !== 'running' && e.state !== 'queued');
+      if (done || Date.now() >= deadline || this.ctx.closed) return reports.experimentView(this.ctx, done ?? this.ctx.ledger.experiment(watched[0]!)!);
+      await sleep(250);
+    }
+  }
+
   async readMetric(id?: number): Promise<MetricReport> {
     await this.guard();
     return reports.readMetric(this.ctx, id);
@@ -130,6 +184,16 @@ export class ResearchLoop {
       if (findings.length) throw refusals.tampered(findings);
       const { session, config } = this.ctx.requireSession();
       const e = this.ctx.requireExperiment(input.id, session);
+      if (e.kind === 'candidate' && e.decision === null && e.commit && e.parentCommit !== session.bestCommit) {
+        // Kept only onto the best it was measured against: a keep made meanwhile means measuring it again on the new one.
+        await this.ctx.pinned(session);
+        const refusal = keepRefusal(this.ctx, session, this.ctx.configOf(session), e, input.force === true, input.reason);
+        if (refusal) throw refusal;
+        const outcome = await carryOntoBest(this.ctx, session, e);
+        if (outcome.kind === 'rebased' && slots(this.ctx, session).running.length < (await this.slotsFor(config))) await this.start(outcome.experiment, config);
+        await this.integrity.seal(session);
+        throw staleRefusal(e, outcome);
+      }
       // A keep completed after a restart already did what this call asks.
       if (!(e.decision === 'kept' && session.bestExperimentId === e.id && e.completedAfterRestart)) {
         await this.ctx.pinned(session); // the rules come from git objects, not the ledger's copy
@@ -146,16 +210,18 @@ export class ResearchLoop {
   revert(input: { id?: number }): Promise<RevertResult> {
     return this.exclusive(async () => {
       const { session, config } = this.ctx.requireSession();
+      const parallel = capacityOf(config) > 1;
       const inFlight = this.ctx.ledger.unfinishedExperiments()[0];
-      if (inFlight) throw refusals.busyForRevert(inFlight.id);
-      const e = input.id === undefined ? this.ctx.ledger.latestRunExperiment(session.id) : this.ctx.requireExperiment(input.id, session);
+      if (inFlight && !parallel) throw refusals.busyForRevert(inFlight.id);
+      const e = input.id === undefined ? (parallel ? undefined : this.ctx.ledger.latestRunExperiment(session.id)) : this.ctx.requireExperiment(input.id, session);
       if (e && input.id !== undefined) {
         if (e.decision === 'kept') throw refusals.revertKept(e.id);
         const latest = this.ctx.ledger.latestRunExperiment(session.id);
-        if (latest && latest.id !== e.id && e.kind === 'candidate' && e.decision === null && e.state === 'measured') throw refusals.revertNotLatest(e.id);
+        if (!parallel && latest && latest.id !== e.id && e.kind === 'candidate' && e.decision === null && e.state === 'measured') throw refusals.revertNotLatest(e.id);
       }
       await this.onBranch();
-      const result = await revert(this.ctx, session, config, e);
+      // Several in flight: reverting one experiment leaves a tree that already holds the next idea; revert {} resets it.
+      const result = await revert(this.ctx, session, config, e, { onlyIfTreeIsCandidate: parallel && e !== undefined });
       await this.integrity.seal(session);
       this.events.afterRevert(session, result.experiment);
       return { ...result, experiment: result.experiment ? reports.experimentView(this.ctx, result.experiment) : null };
@@ -253,18 +319,30 @@ export class ResearchLoop {
     if (this.heldBy) return [];
     await this.integrity.checkAtStart();
     if (!existsSync(ledgerPath(this.repo))) return [];
+    const active = this.ctx.ledger.activeSession();
+    // Leases of a server that died with its runs are given back before anything asks for them.
+    if (active) await this.driver.pool.survey(this.ctx.configOf(active)).catch((err: unknown) => this.ctx.log.warn({ err }, 'could not survey the device pool'));
     const unfinished = this.ctx.ledger.unfinishedExperiments();
+    const waiting: number[] = [];
     for (const e of unfinished) {
       // A repeat is driven by its experiment's repeat loop, which re-attaches to it.
       if (e.kind === 'repeat' && unfinished.some((r) => r.id === e.repeatOf)) continue;
+      // A candidate still waiting for a slot never started: it keeps its place in the queue.
+      if (e.state === 'queued' && e.kind === 'candidate' && e.commit && capacityOf(this.ctx.configOf(this.ctx.ledger.session(e.sessionId)!)) > 1) {
+        waiting.push(e.id);
+        continue;
+      }
       if (e.phase !== 'repeats' && (e.state === 'queued' || !e.supervisorPid || !e.runToken)) {
         if (e.runToken) await this.ctx.executor.sweep(e.runToken);
         this.driver.finish(e.id, 'crashed', 'ratchet stopped before the run started');
         continue;
       }
       this.ctx.log.info({ id: e.id, phase: e.phase }, 're-attaching after restart');
-      this.events.follow(e.id, this.driver.drive(e.id));
+      const followed = this.driver.drive(e.id);
+      this.events.follow(e.id, followed);
+      if (waiting.length) void followed.finally(() => this.startQueued().catch(() => undefined));
     }
+    if (waiting.length) await this.startQueued();
     return unfinished.map((e) => e.id);
   }
 

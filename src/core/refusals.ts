@@ -99,7 +99,13 @@ export const tampered = (findings: Finding[]) =>
 // ---------------------------------------------------------------- running
 
 export const busy = (id: number) =>
-  new RatchetError('busy', `Experiment ${id} is still running; one experiment runs at a time.`, `Call wait_experiment {id: ${id}} until it finishes, or cancel_experiment {id: ${id}}.`);
+  new RatchetError('busy', `Experiment ${id} is still running; one experiment runs at a time.`, `Call wait_experiment {id: ${id}} until it finishes, or cancel_experiment {id: ${id}}. To run several at once, set "parallel" in ratchet.json.`);
+
+export const waitNeedsTarget = () =>
+  new RatchetError('invalid_argument', 'wait_experiment needs an experiment id, or next: true to wait for whichever experiment in flight ends first.', 'Pass {id: <experiment id>} or {next: true}.');
+
+export const nothingInFlight = () =>
+  new RatchetError('not_decidable', 'No experiment is running or queued, so there is nothing to wait for.', 'Call status, or run_experiment to start one.');
 
 export const busyForRevert = (id: number) =>
   new RatchetError('busy', `Experiment ${id} is still running.`, `Call cancel_experiment {id: ${id}} first, or wait_experiment until it ends.`);

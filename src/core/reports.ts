@@ -9,7 +9,7 @@ import type { SandboxReport } from './executor/executor.js';
 import { isRatchetError } from './errors.js';
 import type { Finding } from './integrity.js';
 import { keepRefusal } from './keep.js';
-import type { ExperimentRow, ExperimentState, SessionRow } from './ledger.js';
+import type { ExperimentRow, ExperimentState, GpuUsage, SessionRow } from './ledger.js';
 import { readLogPage, type LogPage } from './log-reader.js';
 import { compileGrep } from './safe-regex.js';
 import * as refusals from './refusals.js';
@@ -18,6 +18,7 @@ import { finishedSentence, limitsReport, sessionFinished } from './limits.js';
 import { currentReport, secondaryMeans } from './repeats.js';
 import { readLogTail } from './runner/runner.js';
 import { caseModel, sensitivity } from './sensitivity.js';
+import { capacityOf, slots } from './parallel.js';
 import { minimumDetectableEffect, summarize } from './statistics.js';
 import type { DecisionReport, ExperimentView, MetricReport, Noise, SessionView, Status } from './views.js';
 
@@ -32,15 +33,17 @@ export interface Progress {
 
 /** A repeated experiment's secondary figures are the mean over its runs, even while its repeats still run. */
 export function experimentView(ctx: LoopContext, e: ExperimentRow): ExperimentView {
-  if (e.kind === 'repeat') return toView(e, 1);
+  const gpu = e.gpus ? ctx.ledger.gpuUsage(e.id) : null;
+  if (e.kind === 'repeat') return toView(e, 1, gpu);
   const runs = ctx.ledger.runsOf(e.id);
-  const view = toView(e, runs.length);
+  const view = toView(e, runs.length, gpu);
   if (runs.length < 2) return view;
   const session = ctx.ledger.session(e.sessionId)!;
   return { ...view, secondary: secondaryMeans(ctx, e, runs, ctx.configOf(session).metric.name) };
 }
 
-export function toView(e: ExperimentRow, runs = 1): ExperimentView {
+/** `gpu`: the run's GPU samples (Ledger.gpuUsage), for an experiment that held GPUs. */
+export function toView(e: ExperimentRow, runs = 1, gpu: GpuUsage | null = null): ExperimentView {
   return {
     id: e.id,
     kind: e.kind,
@@ -59,6 +62,9 @@ export function toView(e: ExperimentRow, runs = 1): ExperimentView {
     durationSeconds: e.durationMs === null ? null : Math.round(e.durationMs / 100) / 10,
     peakMemoryMb: e.peakMemoryBytes === null ? null : Math.round(e.peakMemoryBytes / 1024 / 102.4) / 10,
     memoryMethod: e.memoryMethod,
+    peakGpuMemoryMb: gpu?.peakMemoryMib == null ? null : Math.round(gpu.peakMemoryMib * 10) / 10,
+    gpuUtilizationPercent: gpu?.meanUtilizationPercent == null ? null : Math.round(gpu.meanUtilizationPercent * 10) / 10,
+    gpuMemoryMethod: gpu ? gpuMemoryMethod(gpu) : null,
     exitCode: e.exitCode,
     signal: e.signal,
     gpus: e.gpus?.indices ?? null,
@@ -68,6 +74,16 @@ export function toView(e: ExperimentRow, runs = 1): ExperimentView {
     createdAt: e.createdAt,
     endedAt: e.endedAt,
   };
+}
+
+function gpuMemoryMethod(gpu: GpuUsage): string {
+  const source =
+    gpu.memorySource === 'processes'
+      ? "the run's processes"
+      : gpu.memorySource === 'devices'
+        ? "its GPUs' memory in use (nvidia-smi listed none of the run's processes)"
+        : 'no memory figure (nvidia-smi gave none)';
+  return `nvidia-smi, ${source}, ${gpu.samples} sample(s)`;
 }
 
 export function sessionView(ctx: LoopContext, s: SessionRow): SessionView {
@@ -202,6 +218,7 @@ export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findin
     runningView = { id: running.id, phase: p.phase, elapsedSeconds: p.elapsedSeconds, budgetSeconds: p.budgetSeconds, lastLogLine: p.lastLogLine };
   }
   const pending = session ? ctx.awaitingDecision(session) : undefined;
+  const parallel = session && config ? parallelView(ctx, session, config) : null;
   const plateauNow = session && config ? plateau(ctx, session, config) : null;
   const finished = session && config ? sessionFinished(ctx, session, config) : null;
   const advice: string[] = [];
@@ -219,6 +236,7 @@ export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findin
     counts: session ? ctx.ledger.countsByState(session.id) : {},
     running: runningView,
     awaitingDecision: pending?.id ?? null,
+    parallel,
     config: { valid: configError === null, error: configError },
     sandbox: extra.sandbox,
     integrity: { ok: extra.findings.length === 0, findings: extra.findings.map((f) => f.what) },
@@ -227,8 +245,30 @@ export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findin
     resultsTsv: ctx.resultsTsvPath,
     next: extra.readOnlyHolder
       ? `This server is read-only: another ratchet server (pid ${extra.readOnlyHolder.pid}) drives this repo.`
-      : nextStep(session, runningView, pending, configError, plateauNow?.message ?? null, extra.findings, finished),
+      : parallel && parallel.slots > 1 && !finished && !extra.findings.length
+        ? parallelNext(parallel)
+        : nextStep(session, runningView, pending, configError, plateauNow?.message ?? null, extra.findings, finished),
   };
+}
+
+/** With several experiments at once: every one in flight, the queue, and the measured ones awaiting a decision. */
+function parallelView(ctx: LoopContext, session: SessionRow, config: Config): NonNullable<Status['parallel']> {
+  const { running, queued } = slots(ctx, session);
+  const inFlight = running.map((e) => {
+    const p = progressOf(ctx, activeRun(ctx, e), config);
+    return { id: e.id, phase: p.phase, elapsedSeconds: p.elapsedSeconds, budgetSeconds: p.budgetSeconds, runs: ctx.ledger.runsOf(e.id).length };
+  });
+  const undecided = ctx.ledger.listExperiments(session.id, { limit: 50, state: 'measured' }).rows.filter((e) => e.kind === 'candidate' && e.decision === null);
+  return { slots: capacityOf(config), inFlight, queued: queued.map((e) => e.id), awaitingDecision: undecided.map((e) => e.id).sort((a, b) => a - b) };
+}
+
+function parallelNext(p: NonNullable<Status['parallel']>): string {
+  const parts: string[] = [];
+  if (p.awaitingDecision.length) parts.push(`Experiment(s) ${p.awaitingDecision.join(', ')} await a decision: read_metric, then keep or revert each.`);
+  const free = p.slots - p.inFlight.length;
+  if (free > 0 && !p.queued.length) parts.push(`${free} of ${p.slots} slot(s) free: edit one idea and call run_experiment (wait_seconds 0 returns at once).`);
+  if (p.inFlight.length) parts.push(`In flight: ${p.inFlight.map((e) => e.id).join(', ')}${p.queued.length ? `; queued: ${p.queued.join(', ')}` : ''}; wait_experiment {id} follows one.`);
+  return parts.join(' ') || 'Edit the editable files with one idea, then call run_experiment.';
 }
 
 function nextStep(

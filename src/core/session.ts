@@ -5,11 +5,11 @@ import { CONFIG_FILE, loadConfig, type Config } from './config.js';
 import type { LoopContext } from './context.js';
 import type { Driver } from './driver.js';
 import type { SandboxReport } from './executor/executor.js';
-import { chooseGpus, listGpus, type Gpu } from './gpu.js';
 import { globMatcher } from './globs.js';
-import type { ExperimentRow, GpuAssignment, SessionRow } from './ledger.js';
+import type { ExperimentRow, SessionRow } from './ledger.js';
 import * as refusals from './refusals.js';
 import { sessionFinished } from './limits.js';
+import { discoverFor, tooFewDevices } from './pool/run-pool.js';
 import { commitCandidate, pinProtected, savePinnedContent, scanSurface, type Pin } from './surface.js';
 
 export interface StartedSession {
@@ -74,7 +74,7 @@ export async function startSession(ctx: LoopContext, driver: Driver, input: { ta
   ctx.log.info({ tag, branch, best, sandbox: sandbox.kind }, 'session started');
   const baseline = ctx.ledger.createExperiment({ sessionId: session.id, kind: 'baseline', commit: best, parentCommit: best, description: 'baseline', host: hostname() });
   await ctx.git.setRef(`refs/ratchet/${tag}/${baseline.id}`, best);
-  const started = await driver.launch(baseline, config, 'run', await allocateGpus(ctx, config));
+  const started = await driver.launch(baseline, config, 'run');
   const warnings = await globWarnings(ctx, config, pins);
   if (sandbox.kind === 'none') warnings.push(`Runs are not sandboxed: ${sandbox.why}${sandbox.install ? ` Install one with \`${sandbox.install}\`.` : ''}`);
   if (warnings.length) ctx.log.warn({ warnings }, 'start_session warnings');
@@ -129,17 +129,9 @@ async function freeDefaultTag(ctx: LoopContext): Promise<string> {
   }
 }
 
-async function requireGpuIfConfigured(ctx: LoopContext, config: Config): Promise<Gpu[]> {
-  if (!config.gpu) return [];
-  const { gpus, error } = await listGpus({ nvidiaSmi: ctx.opts.nvidiaSmi });
-  if (config.gpu.required && gpus.length < config.gpu.perRun) throw refusals.gpuUnavailable(config.gpu.perRun, error ? `failed: ${error}` : `lists ${gpus.length}`);
-  return gpus;
-}
-
-export async function allocateGpus(ctx: LoopContext, config: Config): Promise<GpuAssignment | null> {
-  if (!config.gpu) return null;
-  const gpus = await requireGpuIfConfigured(ctx, config);
-  const chosen = chooseGpus(gpus, config.gpu.perRun, new Set());
-  if (!chosen) return null;
-  return { indices: chosen, model: gpus.find((g) => g.index === chosen[0])?.name ?? null };
+/** A session whose config requires GPUs starts only where the pool can give each run gpu.perRun devices. */
+async function requireGpuIfConfigured(ctx: LoopContext, config: Config): Promise<void> {
+  if (!config.gpu?.required) return;
+  const found = await discoverFor(ctx, config);
+  if (found.devices.length < config.gpu.perRun) throw tooFewDevices(config.gpu.perRun, found);
 }

@@ -22,6 +22,9 @@ export const ExperimentViewSchema = z.object({
   durationSeconds: z.number().nullable(),
   peakMemoryMb: z.number().nullable(),
   memoryMethod: z.string().nullable(),
+  peakGpuMemoryMb: z.number().nullable().describe('Peak GPU memory of the run, sampled from nvidia-smi while it went; null when it held no GPU.'),
+  gpuUtilizationPercent: z.number().nullable().describe('Mean utilization of its GPUs over the samples; null for MIG instances and cards that do not report it.'),
+  gpuMemoryMethod: z.string().nullable().describe('Where peakGpuMemoryMb comes from and how many samples it rests on.'),
   exitCode: z.number().int().nullable(),
   signal: z.string().nullable(),
   gpus: z.array(z.number().int()).nullable(),
@@ -167,6 +170,15 @@ export const StatusSchema = z.object({
     .object({ id: z.number().int(), phase: z.string(), elapsedSeconds: z.number(), budgetSeconds: z.number(), lastLogLine: z.string().nullable() })
     .nullable(),
   awaitingDecision: z.number().int().nullable().describe('A measured candidate that needs keep or revert before the next run.'),
+  parallel: z
+    .object({
+      slots: z.number().int().describe('Experiments that may run at once (ratchet.json `parallel`).'),
+      inFlight: z.array(z.object({ id: z.number().int(), phase: z.string(), elapsedSeconds: z.number(), budgetSeconds: z.number(), runs: z.number().int() })),
+      queued: z.array(z.number().int()).describe('Candidates waiting for a slot, first to start first.'),
+      awaitingDecision: z.array(z.number().int()).describe('Measured candidates not yet kept or reverted.'),
+    })
+    .nullable()
+    .describe('Every experiment in flight, the queue and the candidates awaiting a decision; null without a session.'),
   config: z.object({ valid: z.boolean(), error: z.string().nullable() }),
   sandbox: z
     .object({ kind: z.enum(['bwrap', 'none']), mode: z.enum(['auto', 'required', 'off']), why: z.string(), install: z.string().nullable() })

@@ -41,6 +41,8 @@ export function experimentFacts(e: ExperimentView): string[] {
   const ran = [
     e.durationSeconds !== null ? `${e.durationSeconds}s` : null,
     e.peakMemoryMb !== null ? `peak memory ${e.peakMemoryMb} MB` : null,
+    e.peakGpuMemoryMb !== null ? `peak GPU memory ${e.peakGpuMemoryMb} MB` : null,
+    e.gpuUtilizationPercent !== null ? `GPU utilization ${e.gpuUtilizationPercent}% (mean)` : null,
     e.exitCode !== null ? `exit ${e.exitCode}` : null,
     e.signal ? `signal ${e.signal}` : null,
     e.gpus?.length ? `GPUs ${e.gpus.join(',')}` : null,

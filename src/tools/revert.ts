@@ -16,14 +16,14 @@ export const revert = defineTool({
   input: { id: experimentIdField.optional().describe('The candidate to mark reverted; defaults to the latest.') },
   output: {
     experiment: ExperimentViewSchema.nullable(),
-    resetTo: z.string(),
+    resetTo: z.string().nullable().describe('The best commit the editable files were put back at; null when other edits were in the tree (several experiments in flight) and it was left alone.'),
     removedUntracked: z.array(z.string()).describe('Untracked editable files removed (they are in the saved ref).'),
     savedWorktree: z.string().nullable().describe('Ref holding the working tree as it was, when it differed from the candidate.'),
   },
   async handler(args, { loop }) {
     const result = await loop.revert(args);
     return {
-      summary: `Reverted${result.experiment ? ` experiment ${result.experiment.id}` : ''}; working tree is at best commit ${result.resetTo.slice(0, 7)}${result.savedWorktree ? ` (edits saved at ${result.savedWorktree})` : ''}.`,
+      summary: `Reverted${result.experiment ? ` experiment ${result.experiment.id}` : ''}; ${result.resetTo ? `working tree is at best commit ${result.resetTo.slice(0, 7)}${result.savedWorktree ? ` (edits saved at ${result.savedWorktree})` : ''}` : 'your working tree holds other edits, so it was left as it is (revert with no id puts it back at the best)'}.`,
       ...result,
     };
   },

@@ -19,7 +19,7 @@ export const runExperiment = defineTool({
   description:
     'Call after editing the editable files with ONE idea. Ratchet checks that only editable files changed and protected files match their pins, commits the change as a candidate on top of the best commit, ' +
     'and runs the configured command (never one you pass) under the time budget. Returns the result if it finishes within wait_seconds, else state "running": then call wait_experiment. ' +
-    'A refused run leaves your files untouched and says which paths to undo. Not allowed while a run is in flight or a measured candidate awaits keep/revert.',
+    'A refused run leaves your files untouched and says which paths to undo. With `parallel` 1 (the default) it is not allowed while a run is in flight or a measured candidate awaits keep/revert; with more, candidates are accepted while others run (state "queued" beyond that many), and wait_seconds 0 returns at once so you can edit the next idea.',
   kind: 'write',
   idempotent: false,
   input: {

@@ -17,13 +17,19 @@ export const waitExperiment = defineTool({
   title: 'Wait for an experiment',
   description:
     'Call while an experiment is "running" (after start_session or run_experiment). Waits up to wait_seconds and returns its state; call again if it is still running. ' +
+    'With several experiments in flight (ratchet.json `parallel` > 1), pass `next: true` instead of an id to wait for whichever finishes first. ' +
     'Sends progress notifications every few seconds (elapsed time, budget, last log line) when the client asks for them.',
   kind: 'read',
   idempotent: true,
-  input: { id: experimentIdField, wait_seconds: waitSecondsField },
+  input: {
+    id: experimentIdField.optional(),
+    next: z.boolean().optional().describe('Wait for the next experiment in flight to finish, whichever it is (instead of an id).'),
+    wait_seconds: waitSecondsField,
+  },
   output: { experiment: ExperimentViewSchema },
   async handler(args, { loop, progress }) {
-    const experiment = await loop.waitExperiment(args.id, args.wait_seconds ?? DEFAULT_WAIT_SECONDS, progress);
+    const wait = args.wait_seconds ?? DEFAULT_WAIT_SECONDS;
+    const experiment = args.id !== undefined ? await loop.waitExperiment(args.id, wait, progress) : await loop.waitNext(args.next === true, wait);
     return { summary: describeExperiment(experiment), experiment };
   },
   text: (r) => experimentFacts(r.experiment),

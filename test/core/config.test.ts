@@ -40,6 +40,19 @@ describe('config', () => {
     expect(c.evaluate?.graceSeconds).toBe(10);
   });
 
+  it('takes the pool: devices under gpu.pool, CPU slots under pool, both optional', () => {
+    const c = parseConfig({ ...valid, gpu: { perRun: 1, pool: [0, 'GPU-3f8a2c71', 'MIG-e13a7d58-2f6c-5b94-8d0e-6a4f1c3b7d29'] }, pool: { cpuSlots: 4 } });
+    expect(c.gpu?.pool).toEqual([0, 'GPU-3f8a2c71', 'MIG-e13a7d58-2f6c-5b94-8d0e-6a4f1c3b7d29']);
+    expect(c.pool).toEqual({ cpuSlots: 4 });
+    expect(parseConfig({ ...valid, gpu: { pool: 'all' } }).gpu).toEqual({ required: false, perRun: 1, pool: 'all' });
+    // Absent keys stay absent, so a pinned config from before the pool reads the same.
+    expect(parseConfig(valid).pool).toBeUndefined();
+    expect(problems({ ...valid, gpu: { pool: ['cuda:0'] } })[0]).toMatch(/^gpu\.pool\.0: .*nvidia-smi index/);
+    expect(problems({ ...valid, gpu: { pool: [] } })[0]).toMatch(/^gpu\.pool: /);
+    expect(problems({ ...valid, pool: { cpuSlots: 0 } })[0]).toMatch(/^pool\.cpuSlots: /);
+    expect(problems({ ...valid, pool: { gpus: 2 } })).toEqual(['pool: unknown key(s) "gpus"']);
+  });
+
   it('names the key and the problem', () => {
     expect(problems({ ...valid, editable: [] })).toEqual(['editable: list at least one glob the agent may edit, e.g. ["train.py"]']);
     expect(problems({ ...valid, run: { command: 'x', budgetSeconds: -1 } })[0]).toMatch(/^run\.budgetSeconds: /);

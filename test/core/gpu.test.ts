@@ -4,7 +4,7 @@ import { accessSync, chmodSync, constants, existsSync, mkdtempSync, readFileSync
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chooseGpus, cudaVisibleDevices, gpuEnv, listGpus, parseGpuCsv, type Gpu } from '../../src/core/gpu.js';
+import { chooseGpus, cudaVisibleDevices, gpuEnv, gpuEnvFor, listGpus, parseGpuCsv, rankGpus, type Gpu } from '../../src/core/gpu.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/nvidia-smi/', import.meta.url));
 const FAKE = join(FIXTURES, 'nvidia-smi');
@@ -196,5 +196,27 @@ describe('cudaVisibleDevices / gpuEnv', () => {
     expect(gpuEnv([1, 3])).toEqual({ CUDA_VISIBLE_DEVICES: '1,3', CUDA_DEVICE_ORDER: 'PCI_BUS_ID' });
     expect(() => cudaVisibleDevices([-1])).toThrow(/Not a GPU index/);
     expect(() => cudaVisibleDevices([1.5])).toThrow(/Not a GPU index/);
+    expect(() => cudaVisibleDevices(['GPU-1,2'])).toThrow(/Not a GPU index or UUID/);
+  });
+
+  it('names whole GPUs by index and switches to UUIDs as soon as a MIG instance is leased', () => {
+    expect(gpuEnvFor({ indices: [2, 5], model: null })).toEqual({ CUDA_VISIBLE_DEVICES: '2,5', CUDA_DEVICE_ORDER: 'PCI_BUS_ID' });
+    expect(gpuEnvFor({ indices: [2, 5], model: null, uuids: ['GPU-aa', 'GPU-bb'] }).CUDA_VISIBLE_DEVICES).toBe('2,5');
+    expect(gpuEnvFor({ indices: [1], model: null, uuids: ['MIG-e13a7d58-2f6c-5b94-8d0e-6a4f1c3b7d29'] }).CUDA_VISIBLE_DEVICES).toBe('MIG-e13a7d58-2f6c-5b94-8d0e-6a4f1c3b7d29');
+  });
+});
+
+describe('failing devices and ranking', () => {
+  it('marks a row whose readings say the device itself fails, and not one that only lacks a figure', () => {
+    const { gpus } = parseGpuCsv(
+      '0, GPU-a, NVIDIA H100 80GB HBM3, [GPU requires reset], [GPU requires reset], [GPU requires reset]\n1, GPU-b, NVIDIA H100 80GB HBM3, 81559, [Unknown Error], 0\n2, GPU-c, NVIDIA A100-SXM4-40GB, 40960, 87, [N/A]\n',
+    );
+    expect(gpus.map((g) => g.fault ?? null)).toEqual(['[GPU requires reset]', '[Unknown Error]', null]);
+  });
+
+  it('ranks idle before unknown before loaded, then by free memory, keeping listing order among equals', () => {
+    const same = (index: number, uuid: string): Gpu => ({ ...gpu(index, 0, null), uuid, memoryKnown: false, memoryTotalMiB: 0 });
+    expect(rankGpus([gpu(0, 100, 90), gpu(1, 50_000, null), gpu(2, 70_000, 0)]).map((g) => g.index)).toEqual([2, 1, 0]);
+    expect(rankGpus([same(1, 'MIG-b'), same(1, 'MIG-a'), same(0, 'MIG-c')]).map((g) => g.uuid)).toEqual(['MIG-c', 'MIG-b', 'MIG-a']);
   });
 });

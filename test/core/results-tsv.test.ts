@@ -12,10 +12,11 @@ function setup() {
   const session = ledger.createSession({ tag: 'a', branch: 'ratchet/a', baseCommit: 'c0', bestCommit: 'c0', config: {}, pins: [] });
   const file = join(dir, 'results.tsv');
   /** One experiment through the transitions the loop uses, ending measured (and optionally decided) or failed. */
-  const experiment = (o: { kind?: ExperimentKind; commit?: string; description?: string; metric?: number; end?: FinalState; decision?: 'kept' | 'reverted'; forced?: boolean; peak?: number; vram?: number; samples?: number[] }) => {
+  const experiment = (o: { kind?: ExperimentKind; commit?: string; description?: string; metric?: number; end?: FinalState; decision?: 'kept' | 'reverted'; forced?: boolean; peak?: number; vram?: number; samples?: number[]; gpu?: { memoryMib: number | null; deviceMemoryMib: number | null }[] }) => {
     const e = ledger.createExperiment({ sessionId: session.id, kind: o.kind ?? 'candidate', parentCommit: 'c0', description: o.description ?? 'x' });
     if (o.commit) ledger.setCommit(e.id, o.commit, null);
     ledger.markStarted(e.id, { phase: 'run', runToken: `t${e.id}`, supervisorPid: 1, logPath: '/l' });
+    for (const g of o.gpu ?? []) ledger.recordGpuSample({ experimentId: e.id, phase: 'run', utilizationPercent: 50, processes: 1, ...g });
     if (o.peak !== undefined) ledger.recordRunFacts(e.id, { exitCode: 0, signal: null, durationMs: 1, peakMemoryBytes: o.peak, memoryMethod: 'rss' });
     if (o.metric !== undefined) {
       const secondary: Record<string, number> = o.vram === undefined ? {} : { peak_vram_mb: o.vram };
@@ -55,6 +56,22 @@ describe('results.tsv', () => {
     ].join('\n');
     expect(t.read()).toBe(expected);
     expect(t.ledger.resultsTsv(t.session.id, 'val_bpb')).toBe(expected);
+  });
+
+  it('gives memory_gb as the GPU memory measured while the run went, before what the run printed and its RSS', () => {
+    const t = setup();
+    const gpu = [
+      { memoryMib: 20480, deviceMemoryMib: 21000 },
+      { memoryMib: 30720, deviceMemoryMib: 31000 },
+      { memoryMib: null, deviceMemoryMib: 40000 },
+    ];
+    t.experiment({ kind: 'baseline', commit: 'aaaaaaa1111', description: 'measured', metric: 1, vram: 10240, peak: 1024 ** 3, gpu });
+    // nvidia-smi listed none of the run's processes: its GPU's memory in use stands in.
+    t.experiment({ commit: 'bbbbbbb2222', description: 'devices', metric: 1, decision: 'reverted', gpu: [{ memoryMib: null, deviceMemoryMib: 5120 }] });
+    t.experiment({ commit: 'ccccccc3333', description: 'no GPU', metric: 1, decision: 'reverted', vram: 2048 });
+    t.write();
+    expect(t.read().trimEnd().split('\n').slice(1).map((l) => l.split('\t')[2])).toEqual(['30.0', '5.0', '2.0']);
+    expect(t.ledger.gpuUsage(1)).toEqual({ samples: 3, peakMemoryMib: 30720, memorySource: 'processes', meanUtilizationPercent: 50 });
   });
 
   it('appends one line per experiment that reaches its final state, and nothing for one awaiting a decision', () => {

@@ -67,3 +67,13 @@ export interface DecisionRecord {
   forced?: boolean;
   completedAfterRestart?: boolean;
 }
+
+/** One GPU sample of a running step: its processes' memory and its GPUs' utilization, as nvidia-smi reported them. */
+export interface NewGpuSample {
+  experimentId: number;
+  phase: 'run' | 'evaluate';
+  utilizationPercent: number | null;
+  memoryMib: number | null;
+  deviceMemoryMib: number | null;
+  processes: number;
+}

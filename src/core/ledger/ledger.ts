@@ -4,12 +4,12 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { RatchetError } from '../errors.js';
 import type { DecisionReport } from '../views.js';
-export type { DecisionRecord, MeasurementRecord, NewExperiment, NewSample, NewSession, RunFacts, RunStart } from './inputs.js';
+export type { DecisionRecord, MeasurementRecord, NewExperiment, NewGpuSample, NewSample, NewSession, RunFacts, RunStart } from './inputs.js';
 import { Chain, type ChainFinding, type ChainHead } from './chain.js';
 import { openLedgerDatabase } from './open.js';
 import { LedgerReads } from './reads.js';
 import { isFinalForResults, resultsLine, ResultsFiles, type ResultsWrite } from './results-tsv.js';
-import type { DecisionRecord, MeasurementRecord, NewExperiment, NewSession, RunFacts, RunStart } from './inputs.js';
+import type { DecisionRecord, MeasurementRecord, NewExperiment, NewGpuSample, NewSession, RunFacts, RunStart } from './inputs.js';
 import type { DiffStats, ExperimentRow, ExperimentState, FinalState, Phase, SessionEndRow, SessionRow } from './rows.js';
 import type { ChainedTable } from './schema.js';
 
@@ -232,6 +232,21 @@ export class Ledger extends LedgerReads {
       const row = this.decide(id, { ...d, decision: 'kept' });
       this.setBest(sessionId, id, commit);
       return row;
+    });
+  }
+
+  /** One GPU sample taken while a step runs; appended, never changed. */
+  recordGpuSample(s: NewGpuSample): void {
+    this.transaction(() => {
+      this.insert('gpu_samples', {
+        experiment_id: s.experimentId,
+        phase: s.phase,
+        utilization_percent: s.utilizationPercent,
+        memory_mib: s.memoryMib,
+        device_memory_mib: s.deviceMemoryMib,
+        processes: s.processes,
+        created_at: now(),
+      });
     });
   }
 

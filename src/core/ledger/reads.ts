@@ -1,7 +1,7 @@
 // The Ledger's reads: typed rows, keyset pages, counts from running totals, and measurements, each served by an index.
 import type Database from 'better-sqlite3';
 import { RatchetError } from '../errors.js';
-import { toExperiment, toSample, toSession, toSessionEnd, type ExperimentRow, type ExperimentState, type Measurement, type SampleRow, type SessionEndRow, type SessionRow } from './rows.js';
+import { toExperiment, toSample, toSession, toSessionEnd, type ExperimentRow, type ExperimentState, type GpuUsage, type Measurement, type SampleRow, type SessionEndRow, type SessionRow } from './rows.js';
 import type { CaseTrial } from '../cases.js';
 
 export interface Page {
@@ -186,6 +186,20 @@ export class LedgerReads {
 
   samples(experimentId: number): SampleRow[] {
     return this.all(toSample, 'SELECT * FROM samples WHERE experiment_id = ? ORDER BY id', experimentId);
+  }
+
+  /** The run step's GPU figures: peak memory (its processes', else its GPUs') and mean utilization over its samples. */
+  gpuUsage(experimentId: number): GpuUsage | null {
+    const row = this.stmt(
+      "SELECT COUNT(*) AS n, MAX(memory_mib) AS mem, MAX(device_memory_mib) AS dev, AVG(utilization_percent) AS util FROM gpu_samples WHERE experiment_id = ? AND phase = 'run'",
+    ).get(experimentId) as { n: number; mem: number | null; dev: number | null; util: number | null };
+    if (row.n === 0) return null;
+    return {
+      samples: row.n,
+      peakMemoryMib: row.mem ?? row.dev,
+      memorySource: row.mem !== null ? 'processes' : row.dev !== null ? 'devices' : null,
+      meanUtilizationPercent: row.util,
+    };
   }
 
   /** The case-by-case results a run recorded, or null when its metric step printed none. */

@@ -5,7 +5,10 @@ import type Database from 'better-sqlite3';
 import { summarize } from '../statistics.js';
 import type { ExperimentRow } from './rows.js';
 
-export type ResultsSource = Pick<ExperimentRow, 'kind' | 'state' | 'decision' | 'forced' | 'commit' | 'metric' | 'secondary' | 'peakMemoryBytes' | 'description'>;
+export type ResultsSource = Pick<ExperimentRow, 'kind' | 'state' | 'decision' | 'forced' | 'commit' | 'metric' | 'secondary' | 'peakMemoryBytes' | 'description'> & {
+  /** Peak GPU memory measured while the run went (GpuUsage.peakMemoryMib), when it held a GPU. */
+  gpuPeakMib?: number | null;
+};
 
 /**
  * What happened, in words the notebook and a person both read. `keep`, `discard` and `crash` mean what they mean in
@@ -83,8 +86,9 @@ function formatMetric(value: number | null, decimals: number): string {
   return value.toFixed(decimals);
 }
 
-/** GPU memory when the run reported it (as Karpathy's peak_vram_mb), else the process tree's peak RSS. */
+/** GPU memory measured while the run went; else as the run reported it (Karpathy's peak_vram_mb); else the process tree's peak RSS. */
 function memoryGb(e: ResultsSource): number {
+  if (typeof e.gpuPeakMib === 'number') return e.gpuPeakMib / 1024;
   if (typeof e.secondary.peak_vram_mb === 'number') return e.secondary.peak_vram_mb / 1024;
   return e.peakMemoryBytes ? e.peakMemoryBytes / 1024 ** 3 : 0;
 }
@@ -115,7 +119,19 @@ interface Written {
 const TAIL_BYTES = 256;
 export type ResultsWrite = 'appended' | 'rewritten' | 'unchanged';
 
-type SourceRow = { id: number; kind: string; state: string; decision: string | null; forced: number; commit: string | null; metric: number | null; secondary: string; peak_memory_bytes: number | null; description: string };
+type SourceRow = {
+  id: number;
+  kind: string;
+  state: string;
+  decision: string | null;
+  forced: number;
+  commit: string | null;
+  metric: number | null;
+  secondary: string;
+  peak_memory_bytes: number | null;
+  description: string;
+  gpu_peak_mib: number | null;
+};
 
 /**
  * Keeps results files in step with the ledger. An append is trusted only when the file still ends with the
@@ -135,7 +151,9 @@ export class ResultsFiles {
   private readonly refusalsWritten = new Map<string, number>();
 
   constructor(private readonly db: Database.Database, private readonly epochOf: (sessionId: number) => number) {
-    const cols = 'id, kind, state, decision, forced, "commit", metric, secondary, peak_memory_bytes, description';
+    // The run's own GPU samples, as gpuUsage reads them: its processes' peak, else its GPUs'.
+    const gpuPeak = "(SELECT COALESCE(MAX(g.memory_mib), MAX(g.device_memory_mib)) FROM gpu_samples g WHERE g.experiment_id = experiments.id AND g.phase = 'run') AS gpu_peak_mib";
+    const cols = `id, kind, state, decision, forced, "commit", metric, secondary, peak_memory_bytes, description, ${gpuPeak}`;
     this.after = db.prepare(`SELECT ${cols} FROM experiments WHERE session_id = ? AND kind != 'repeat' AND id > ? ORDER BY id`);
     this.newest = db.prepare(`SELECT ${cols} FROM experiments WHERE session_id = ? AND kind != 'repeat' ORDER BY id DESC`);
     // Refusals have a line too; the running totals count them apart from the experiments that ran.
@@ -270,7 +288,7 @@ function toSource(r: SourceRow): (ResultsSource & { id: number }) | null {
   } catch {
     // An unparsable column was written outside ratchet; the tamper check reports it, the file still gets a line.
   }
-  return { ...e, commit: r.commit, metric: r.metric, secondary, peakMemoryBytes: r.peak_memory_bytes, description: r.description };
+  return { ...e, commit: r.commit, metric: r.metric, secondary, peakMemoryBytes: r.peak_memory_bytes, description: r.description, gpuPeakMib: r.gpu_peak_mib };
 }
 
 /** The file is still exactly as long as we left it and ends with the bytes we wrote. */

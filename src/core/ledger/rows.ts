@@ -12,8 +12,23 @@ export type Phase = 'run' | 'evaluate' | 'repeats' | 'done';
 export type ExperimentKind = 'baseline' | 'candidate' | 'repeat';
 
 export interface GpuAssignment {
+  /** nvidia-smi index of each device (a MIG instance's GPU's), in lease order. */
   indices: number[];
   model: string | null;
+  /** The leased devices' GPU- or MIG- UUIDs, beside indices; absent on rows written before leases. */
+  uuids?: string[];
+  /** The device nodes the sandbox shows the run (/dev/nvidia<minor> of each GPU). */
+  nodes?: string[];
+}
+
+/** A run's GPU figures from the samples taken while it ran (nvidia-smi), or null when none were taken. */
+export interface GpuUsage {
+  samples: number;
+  /** Peak memory of the run's own processes; of its GPUs as a whole when nvidia-smi listed none of its processes. */
+  peakMemoryMib: number | null;
+  /** 'processes' or 'devices': where peakMemoryMib comes from. */
+  memorySource: 'processes' | 'devices' | null;
+  meanUtilizationPercent: number | null;
 }
 
 export interface DiffStats {

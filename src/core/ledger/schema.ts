@@ -201,6 +201,35 @@ export const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL
    );
    CREATE INDEX case_results_by_experiment ON case_results(experiment_id);`,
+  // 6: the device pool. Leases are not chained: they are coordination state, rewritten on every run and reclaimed by
+  // whichever process finds a holder dead, and no result rests on them. GPU samples are chained: memory_gb in
+  // results.tsv comes from them. Both are new tables, so no chained row's hash changes.
+  `CREATE TABLE leases (
+     id INTEGER PRIMARY KEY,
+     resource TEXT NOT NULL,
+     experiment_id INTEGER,
+     holder_pid INTEGER NOT NULL,
+     holder_start TEXT,
+     holder_boot TEXT,
+     holder_pidns TEXT,
+     holder_host TEXT NOT NULL,
+     acquired_at TEXT NOT NULL,
+     released_at TEXT,
+     released_why TEXT
+   );
+   CREATE UNIQUE INDEX leases_live ON leases(resource) WHERE released_at IS NULL;
+   CREATE INDEX leases_live_by_experiment ON leases(experiment_id) WHERE released_at IS NULL;
+   CREATE TABLE gpu_samples (
+     id INTEGER PRIMARY KEY,
+     experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+     phase TEXT NOT NULL CHECK (phase IN ('run','evaluate')),
+     utilization_percent REAL,
+     memory_mib REAL,
+     device_memory_mib REAL,
+     processes INTEGER NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE INDEX gpu_samples_by_experiment ON gpu_samples(experiment_id, phase);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -208,6 +237,6 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 /** The version whose migration seals every existing row into the chain. */
 export const CHAIN_SINCE = 3;
 
-/** Tables whose every write is chained. */
-export const CHAINED_TABLES = ['sessions', 'experiments', 'samples', 'progress', 'session_ends', 'case_results'] as const;
+/** Tables whose every write is chained (leases are not: see migration 6). */
+export const CHAINED_TABLES = ['sessions', 'experiments', 'samples', 'progress', 'session_ends', 'case_results', 'gpu_samples'] as const;
 export type ChainedTable = (typeof CHAINED_TABLES)[number];

@@ -1,0 +1,195 @@
+// What a run holds while it goes: the GPUs gpu.perRun asks for, or a CPU slot; leased at launch, given back when its experiment ends.
+import type { Config } from '../config.js';
+import type { LoopContext } from '../context.js';
+import { RatchetError } from '../errors.js';
+import { rankGpus } from '../gpu.js';
+import type { ExperimentRow, GpuAssignment } from '../ledger.js';
+import type { Phase } from '../measure.js';
+import * as refusals from '../refusals.js';
+import { isSupervisorAlive } from '../runner/result-files.js';
+import { deviceNodes, discoverDevices, type Device, type Discovery } from './discovery.js';
+import { cpuResource, gpuResource, Leases, type Lease } from './leases.js';
+import { GpuSampler } from './sampler.js';
+
+/** GPU looks per step: every 2 s for a short run, up to every 30 s for a long one, so a week-long run keeps a bounded record. */
+const GPU_SAMPLES_PER_BUDGET = 600;
+const GPU_SAMPLE_MS = { min: 2_000, max: 30_000 };
+
+/** CPU slots when pool.cpuSlots is not set: as many as experiments may run at once. */
+export function cpuSlotsOf(config: Config): number {
+  return config.pool?.cpuSlots ?? config.parallel ?? 1;
+}
+
+/** The pool as this server sees it: nvidia-smi's devices, narrowed by gpu.pool and the server's CUDA_VISIBLE_DEVICES. */
+export function discoverFor(ctx: LoopContext, config: Config): Promise<Discovery> {
+  return discoverDevices({ nvidiaSmi: ctx.opts.nvidiaSmi, pool: config.gpu?.pool, visible: process.env.CUDA_VISIBLE_DEVICES });
+}
+
+/** The refusal when the pool cannot give a run gpu.perRun devices even with every lease free. */
+export function tooFewDevices(perRun: number, found: Discovery): RatchetError {
+  if (found.error && !found.devices.length) return refusals.gpuUnavailable(perRun, `failed: ${found.error}`);
+  const narrowed = found.narrowedBy.length ? ` after ${found.narrowedBy.join(' and ')} narrowed the ${found.gpus.length} it lists` : '';
+  return refusals.gpuUnavailable(perRun, `leaves ${found.devices.length} device(s) in the pool${narrowed}`);
+}
+
+export class RunPool {
+  private bound: { db: unknown; leases: Leases } | null = null;
+
+  constructor(private readonly ctx: LoopContext) {}
+
+  /** The leases over the ledger now open (a restored ledger is a new database). */
+  leases(): Leases {
+    const db = this.ctx.ledger.db;
+    if (this.bound?.db !== db) {
+      const ledger = this.ctx.ledger;
+      const runs = (id: number) => ledger.runsOf(id);
+      this.bound = {
+        db,
+        leases: new Leases(db, {
+          ended: (id) => {
+            const all = runs(id);
+            return all.length > 0 && all.every((r) => r.state !== 'running' && r.state !== 'queued');
+          },
+          inUse: (id) => runs(id).some((r) => r.state === 'running' && r.supervisorPid !== null && r.runToken !== null && isSupervisorAlive(r.supervisorPid, r.runToken)),
+        }),
+      };
+    }
+    return this.bound.leases;
+  }
+
+  /**
+   * Leases what an experiment's runs need, in one transaction: gpu.perRun devices, idle ones first, or one CPU slot.
+   * Returns the GPUs (null for a CPU run); throws what to do when the pool cannot serve it now.
+   */
+  async acquire(e: ExperimentRow, config: Config): Promise<GpuAssignment | null> {
+    if (config.gpu) {
+      const found = await discoverFor(this.ctx, config);
+      if (found.devices.length >= config.gpu.perRun) return this.acquireGpus(e, config.gpu.perRun, found);
+      if (config.gpu.required) throw tooFewDevices(config.gpu.perRun, found);
+      this.ctx.log.warn({ id: e.id, devices: found.devices.length, perRun: config.gpu.perRun, error: found.error }, 'too few GPUs in the pool; the run goes on the CPU');
+    }
+    this.acquireCpuSlot(e, cpuSlotsOf(config));
+    return null;
+  }
+
+  /**
+   * Gives back the leases of a run's experiment once none of its runs (its repeats included) is still going, whatever
+   * the outcome. Never throws: recording an end must not fail on it, and a lease left behind is reclaimed anyway once
+   * its experiment has ended.
+   */
+  releaseWhenDone(run: ExperimentRow): number {
+    const rootId = run.repeatOf ?? run.id;
+    try {
+      const runs = this.ctx.ledger.runsOf(rootId);
+      if (runs.some((r) => r.state === 'running' || r.state === 'queued')) return 0;
+      return this.leases().release(rootId, `experiment ${rootId} ended ${runs[0]?.state ?? 'unrecorded'}`);
+    } catch (err) {
+      this.ctx.log.error({ err, id: rootId }, 'could not release the leases');
+      return 0;
+    }
+  }
+
+  /** A restarted server that follows a run again takes over its experiment's leases from the server that died. */
+  adopt(runId: number): number {
+    const run = this.ctx.ledger.experiment(runId);
+    if (!run) return 0;
+    try {
+      return this.leases().adopt(run.repeatOf ?? run.id);
+    } catch (err) {
+      this.ctx.log.warn({ err, id: runId }, 'could not take over the leases');
+      return 0;
+    }
+  }
+
+  /** The pool now, after reclaiming stale leases: its devices and every live lease. For server start and status. */
+  async survey(config: Config): Promise<Discovery & { leases: Lease[]; reclaimed: Lease[] }> {
+    const found = config.gpu ? await discoverFor(this.ctx, config) : { devices: [], gpus: [], error: null, narrowedBy: [] };
+    const reclaimed = this.leases().reclaim();
+    this.logReclaimed(reclaimed);
+    return { ...found, leases: this.leases().live(), reclaimed };
+  }
+
+  /** How many runs the GPU pool can hold at once under this config (CPU slots for a CPU config): for a scheduler. */
+  async capacity(config: Config): Promise<number> {
+    if (!config.gpu) return cpuSlotsOf(config);
+    const found = await discoverFor(this.ctx, config);
+    return Math.floor(found.devices.length / config.gpu.perRun);
+  }
+
+  /**
+   * A sampler of the step's GPUs, recording each look in the ledger; `onFault` hears once that a GPU disappeared or
+   * failed. null without GPUs, and for rows from before leases (they name no UUIDs).
+   */
+  samplerFor(e: ExperimentRow, phase: Phase, onFault: (reason: string) => void): GpuSampler | null {
+    const { ctx } = this;
+    const gpus = e.gpus;
+    if (!gpus?.uuids?.length || !e.runToken) return null;
+    const config = ctx.configOf(ctx.ledger.session(e.sessionId)!);
+    const budget = (phase === 'evaluate' && config.evaluate ? config.evaluate : config.run).budgetSeconds;
+    return new GpuSampler({
+      nvidiaSmi: ctx.opts.nvidiaSmi,
+      gpus: gpus.uuids.map((uuid, i) => ({ uuid, index: gpus.indices[i] ?? -1 })),
+      token: e.runToken,
+      intervalMs: ctx.opts.gpuSampleMs ?? Math.min(GPU_SAMPLE_MS.max, Math.max(GPU_SAMPLE_MS.min, (budget * 1000) / GPU_SAMPLES_PER_BUDGET)),
+      record: (figures) => {
+        try {
+          ctx.ledger.recordGpuSample({ experimentId: e.id, phase, ...figures });
+        } catch (err) {
+          ctx.log.warn({ err, id: e.id }, 'could not record a GPU sample');
+        }
+      },
+      onFault: (reason) => {
+        ctx.log.error({ id: e.id, reason }, 'GPU fault: stopping the step');
+        onFault(reason);
+      },
+    });
+  }
+
+  private acquireGpus(e: ExperimentRow, perRun: number, found: Discovery): GpuAssignment {
+    const ranked = rankGpus(found.devices);
+    const byResource = new Map(found.devices.map((d) => [gpuResource(d.uuid), d]));
+    const grant = this.leases().acquire({ experimentId: e.id, resources: ranked.map((d) => gpuResource(d.uuid)), count: perRun });
+    this.logReclaimed(grant.reclaimed);
+    if (!grant.ok) {
+      const held = grant.busy.map((l) => `${describe(byResource.get(l.resource), l.resource)} to ${holderOf(l)}`);
+      throw new RatchetError(
+        'gpu_unavailable',
+        `Experiment ${e.id} needs ${perRun} GPU(s), but only ${ranked.length - grant.busy.length} of the ${ranked.length} in the pool are free: ${held.join('; ')}.`,
+        'Wait for those experiments to end (wait_experiment), or give this server more devices (gpu.pool in ratchet.json, CUDA_VISIBLE_DEVICES).',
+        { busy: grant.busy.map((l) => ({ resource: l.resource, experimentId: l.experimentId, pid: l.holder.pid })) },
+      );
+    }
+    const chosen = grant.leases
+      .map((l) => byResource.get(l.resource))
+      .filter((d): d is Device => d !== undefined)
+      .sort((a, b) => a.index - b.index || (a.migDevice ?? 0) - (b.migDevice ?? 0));
+    // Leases held from before (a second acquire) name devices this listing may lack: the recorded assignment stands.
+    if (chosen.length < grant.leases.length && e.gpus) return e.gpus;
+    return { indices: chosen.map((d) => d.index), model: chosen[0]?.name ?? null, uuids: chosen.map((d) => d.uuid), nodes: deviceNodes(chosen) };
+  }
+
+  private acquireCpuSlot(e: ExperimentRow, slots: number): void {
+    const resources = Array.from({ length: slots }, (_, i) => cpuResource(i));
+    const grant = this.leases().acquire({ experimentId: e.id, resources, count: 1 });
+    this.logReclaimed(grant.reclaimed);
+    if (grant.ok) return;
+    throw new RatchetError(
+      'busy',
+      `Experiment ${e.id} needs a CPU slot, but all ${slots} are leased: ${grant.busy.map((l) => `${l.resource} to ${holderOf(l)}`).join('; ')}.`,
+      'Wait for those experiments to end (wait_experiment), or raise pool.cpuSlots in ratchet.json.',
+    );
+  }
+
+  private logReclaimed(reclaimed: Lease[]): void {
+    for (const l of reclaimed) this.ctx.log.warn({ resource: l.resource, experimentId: l.experimentId, holderPid: l.holder.pid }, 'reclaimed a stale lease');
+  }
+}
+
+function describe(d: Device | undefined, resource: string): string {
+  if (!d) return resource;
+  return d.kind === 'mig' ? `MIG ${d.uuid} on GPU ${d.index}` : `GPU ${d.index}`;
+}
+
+function holderOf(l: Lease): string {
+  return `${l.experimentId !== null ? `experiment ${l.experimentId}` : 'a run'} (pid ${l.holder.pid}${l.holder.host ? ` on ${l.holder.host}` : ''})`;
+}
