@@ -28,6 +28,11 @@ export function statusLines(s: Status, opts: StatusTextOptions = {}): string[] {
     lines.push(`Running: experiment ${r.id}, ${r.phase} ${r.elapsedSeconds}s of ${r.budgetSeconds}s${r.lastLogLine ? ` | ${r.lastLogLine.slice(0, 120)}` : ''}`);
   }
   if (s.awaitingDecision !== null) lines.push(`Awaiting decision: experiment ${s.awaitingDecision}`);
+  const p = s.parallel;
+  if (p && p.slots > 1) {
+    const flying = p.inFlight.map((e) => `#${e.id} ${e.phase} ${e.elapsedSeconds}s`).join(', ') || 'none';
+    lines.push(`Parallel: ${p.inFlight.length} of ${p.slots} slot(s) busy (${flying})${p.queued.length ? `; queued ${p.queued.map((id) => `#${id}`).join(', ')}` : ''}${p.awaitingDecision.length ? `; awaiting a decision ${p.awaitingDecision.map((id) => `#${id}`).join(', ')}` : ''}`);
+  }
   if (s.noise && (s.noise.sd !== null || s.noise.basis === 'cases')) {
     const mde = s.noise.minDetectableEffect;
     const basis = s.noise.basis === 'cases' ? 'binomial, from the case results' : `sd ${formatNumber(s.noise.sd!)} over ${s.noise.samples} calibration run(s)`;

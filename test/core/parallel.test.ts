@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ResearchLoop } from '../../src/core/loop.js';
+import { statusLines } from '../../src/status-text.js';
 import { silentLogger } from '../../src/log.js';
 import { makeRepo, baseConfig, type TestRepo } from '../helpers/repo.js';
 import { cleanedUpAfterEach, finished, rejection, startWithBaseline } from '../helpers/loop.js';
@@ -73,6 +74,8 @@ describe('parallel experiments', () => {
     const status = await loop.status();
     expect(status.parallel).toMatchObject({ slots: 2, queued: [ids[2]] });
     expect(status.parallel!.inFlight.map((e) => e.id)).toEqual([ids[0], ids[1]]);
+    expect(status.next).toContain(`In flight: ${ids[0]}, ${ids[1]}; queued: ${ids[2]}`);
+    expect(statusLines(status).join('\n')).toMatch(new RegExp(`Parallel: 2 of 2 slot\\(s\\) busy \\(#${ids[0]} run \\d+s, #${ids[1]} run \\d+s\\); queued #${ids[2]}`));
     // The second ends first: wait_experiment {next: true} returns it, and the queued one takes its slot.
     open(ids[1]!);
     const next = await loop.waitNext(true, 30);
