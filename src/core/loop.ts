@@ -92,7 +92,9 @@ export class ResearchLoop {
       const candidate = await createCandidate(this.ctx, session, config, input);
       // Counted alongside the step's start, which takes longer, and awaited so the view is complete.
       const diffStats = this.ctx.git.diffStats(session.bestCommit, candidate.commit!).then((stats) => this.ctx.ledger.recordDiffStats(candidate.id, stats));
-      if (slots(this.ctx, session).running.length < (await this.slotsFor(config))) await this.start(candidate, config);
+      // First in, first out: a free slot goes to the oldest queued candidate, which may be an earlier one than this.
+      const { running, queued } = slots(this.ctx, session);
+      for (const q of queued.slice(0, Math.max(0, (await this.slotsFor(config)) - running.length))) await this.start(q, config);
       await diffStats.catch((err: unknown) => this.ctx.log.warn({ err, id: candidate.id }, 'could not count the diff'));
       return reports.experimentView(this.ctx, this.ctx.ledger.experiment(candidate.id)!);
     }, { evidenceRefs: true });
@@ -159,6 +161,9 @@ export class ResearchLoop {
     await this.guard();
     if (!next) throw refusals.waitNeedsTarget();
     const { session } = this.ctx.requireSession();
+    // One that ended between two calls is not missed: the oldest measured candidate awaiting a decision comes back at once.
+    const undecided = this.ctx.ledger.listExperiments(session.id, { limit: 50, state: 'measured' }).rows.filter((e) => e.kind === 'candidate' && e.decision === null);
+    if (undecided.length) return reports.experimentView(this.ctx, undecided[undecided.length - 1]!);
     const { running, queued } = slots(this.ctx, session);
     const watched = [...running, ...queued].map((e) => e.id);
     if (!watched.length) throw refusals.nothingInFlight();

@@ -32,8 +32,15 @@ export function tooFewDevices(perRun: number, found: Discovery): RatchetError {
   return refusals.gpuUnavailable(perRun, `leaves ${found.devices.length} device(s) in the pool${narrowed}`);
 }
 
+/**
+ * How long one discovery serves the scheduler: a hand-off asks for the pool's size and then leases from it, and each
+ * nvidia-smi spawn blocks the server for 5-10 ms (bench:pool). A device lost meanwhile is caught by the run's sampler.
+ */
+const DISCOVERY_REUSE_MS = 5_000;
+
 export class RunPool {
   private bound: { db: unknown; leases: Leases } | null = null;
+  private recent: { key: string; at: number; found: Promise<Discovery> } | null = null;
 
   constructor(private readonly ctx: LoopContext) {}
 
@@ -63,8 +70,16 @@ export class RunPool {
    */
   async acquire(e: ExperimentRow, config: Config): Promise<GpuAssignment | null> {
     if (config.gpu) {
-      const found = await discoverFor(this.ctx, config);
-      if (found.devices.length >= config.gpu.perRun) return this.acquireGpus(e, config.gpu.perRun, found);
+      let found = await this.discover(config);
+      if (found.devices.length < config.gpu.perRun) found = await this.discover(config, { fresh: true });
+      if (found.devices.length >= config.gpu.perRun) {
+        try {
+          return this.acquireGpus(e, config.gpu.perRun, found);
+        } catch {
+          // The reused listing may be stale (a device back from a reset, one gone): lease from a fresh one.
+          return this.acquireGpus(e, config.gpu.perRun, await this.discover(config, { fresh: true }));
+        }
+      }
       if (config.gpu.required) throw tooFewDevices(config.gpu.perRun, found);
       this.ctx.log.warn({ id: e.id, devices: found.devices.length, perRun: config.gpu.perRun, error: found.error }, 'too few GPUs in the pool; the run goes on the CPU');
     }
@@ -101,6 +116,16 @@ export class RunPool {
     }
   }
 
+  /** discoverFor, reused for DISCOVERY_REUSE_MS while nvidia-smi, gpu.pool and CUDA_VISIBLE_DEVICES stay the same. */
+  private discover(config: Config, opts: { fresh?: boolean } = {}): Promise<Discovery> {
+    const key = JSON.stringify([this.ctx.opts.nvidiaSmi ?? null, config.gpu?.pool ?? null, process.env.CUDA_VISIBLE_DEVICES ?? null]);
+    const now = Date.now();
+    if (!opts.fresh && this.recent && this.recent.key === key && now - this.recent.at < DISCOVERY_REUSE_MS) return this.recent.found;
+    const found = discoverFor(this.ctx, config);
+    this.recent = { key, at: now, found };
+    return found;
+  }
+
   /** The pool now, after reclaiming stale leases: its devices and every live lease. For server start and status. */
   async survey(config: Config): Promise<Discovery & { leases: Lease[]; reclaimed: Lease[] }> {
     const found = config.gpu ? await discoverFor(this.ctx, config) : { devices: [], gpus: [], error: null, narrowedBy: [] };
@@ -112,7 +137,7 @@ export class RunPool {
   /** How many runs the GPU pool can hold at once under this config (CPU slots for a CPU config): for a scheduler. */
   async capacity(config: Config): Promise<number> {
     if (!config.gpu) return cpuSlotsOf(config);
-    const found = await discoverFor(this.ctx, config);
+    const found = await this.discover(config);
     return Math.floor(found.devices.length / config.gpu.perRun);
   }
 
