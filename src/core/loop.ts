@@ -13,7 +13,7 @@ import { repeatUntilDecided } from './repeats.js';
 import * as reports from './reports.js';
 import { requireOnBranch, startSession } from './session.js';
 import { acquireServerLock, releaseServerLock, serverHolding, type LockHolder } from './server-lock.js';
-import { capacityOf, carryOntoBest, slots, staleRefusal } from './parallel.js';
+import { capacityOf, carryOntoBest, nextToFinish, slots, staleRefusal } from './parallel.js';
 import { sessionFinished } from './limits.js';
 import type { Config } from './config.js';
 import { SessionEvents } from './session-events.js';
@@ -161,18 +161,7 @@ export class ResearchLoop {
     await this.guard();
     if (!next) throw refusals.waitNeedsTarget();
     const { session } = this.ctx.requireSession();
-    // One that ended between two calls is not missed: the oldest measured candidate awaiting a decision comes back at once.
-    const undecided = this.ctx.ledger.listExperiments(session.id, { limit: 50, state: 'measured' }).rows.filter((e) => e.kind === 'candidate' && e.decision === null);
-    if (undecided.length) return reports.experimentView(this.ctx, undecided[undecided.length - 1]!);
-    const { running, queued } = slots(this.ctx, session);
-    const watched = [...running, ...queued].map((e) => e.id);
-    if (!watched.length) throw refusals.nothingInFlight();
-    const deadline = Date.now() + clampWait(waitSeconds) * 1000;
-    for (;;) {
-      const done = watched.map((id) => this.ctx.ledger.experiment(id)!).find((e) => e.state !== 'running' && e.state !== 'queued');
-      if (done || Date.now() >= deadline || this.ctx.closed) return reports.experimentView(this.ctx, done ?? this.ctx.ledger.experiment(watched[0]!)!);
-      await sleep(250);
-    }
+    return reports.experimentView(this.ctx, await nextToFinish(this.ctx, session, clampWait(waitSeconds) * 1000));
   }
 
   async readMetric(id?: number): Promise<MetricReport> {

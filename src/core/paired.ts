@@ -2,7 +2,7 @@
 // the summed differences (McNemar's test when each trial is one pass/fail), Wilson intervals for each side's pass rate.
 import jStatModule from 'jstat';
 import { assertionCounts, assertionTallies, trialScore, type RunCases } from './cases.js';
-import type { Comparison, DecisionRule } from './statistics.js';
+import { predictivePower, type Comparison, type DecisionRule } from './statistics.js';
 
 /**
  * Below this predictive probability a pass-rate decision stops early. Lower than the unpaired rule's FUTILITY: at 0.1 the
@@ -158,12 +158,8 @@ export function pairedLook(input: { units: PairedUnits; paired: boolean; rule: D
 /** Predictive probability that maxRepeats pairs end in `improved`, from the mean and sd of the paired differences so far. */
 function conditionalPower(mean: number, sd: number, n: number, pairsDone: number, rule: DecisionRule, z: number, scale: number): number | null {
   if (sd === 0) return null;
-  const finalN = (n * rule.maxRepeats) / pairsDone;
-  const se = sd / Math.sqrt(n);
-  const finalSe = sd / Math.sqrt(finalN);
-  const r = n / finalN;
-  const spread = Math.sqrt(finalSe ** 2 * (1 - r) + (1 - r) ** 2 * se ** 2);
-  return jStat.normal.cdf((mean - rule.minEffect / scale - z * finalSe) / spread, 0, 1);
+  const finalSe = sd / Math.sqrt((n * rule.maxRepeats) / pairsDone);
+  return predictivePower(mean, sd / Math.sqrt(n), finalSe, rule.minEffect / scale + z * finalSe);
 }
 
 export interface AssertionChange {

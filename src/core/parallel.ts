@@ -5,6 +5,7 @@ import type { LoopContext } from './context.js';
 import type { ExperimentRow, SessionRow } from './ledger.js';
 import { rebaseCandidate } from './rebase.js';
 import { RatchetError } from './errors.js';
+import * as refusals from './refusals.js';
 
 /**
  * Experiments that may run at once: `parallel` in ratchet.json (1 by default, the one-at-a-time loop). With more
@@ -18,6 +19,30 @@ export function capacityOf(config: Config): number {
 export function slots(ctx: LoopContext, session: SessionRow): { running: ExperimentRow[]; queued: ExperimentRow[] } {
   const mine = ctx.ledger.unfinishedExperiments().filter((e) => e.sessionId === session.id && e.kind !== 'repeat');
   return { running: mine.filter((e) => e.state === 'running'), queued: mine.filter((e) => e.state === 'queued' && e.commit !== null) };
+}
+
+/** Measured candidates not yet kept or reverted, oldest first (among the 50 newest measured). */
+export function undecidedCandidates(ctx: LoopContext, session: SessionRow): ExperimentRow[] {
+  const newestFirst = ctx.ledger.listExperiments(session.id, { limit: 50, state: 'measured' }).rows;
+  return newestFirst.filter((e) => e.kind === 'candidate' && e.decision === null).reverse();
+}
+
+/**
+ * What wait_experiment {next: true} returns: the oldest candidate awaiting a decision at once (so one that ended between
+ * two calls is not missed), else whichever experiment in flight ends first within `waitMs`, else the oldest still going.
+ */
+export async function nextToFinish(ctx: LoopContext, session: SessionRow, waitMs: number): Promise<ExperimentRow> {
+  const undecided = undecidedCandidates(ctx, session)[0];
+  if (undecided) return undecided;
+  const { running, queued } = slots(ctx, session);
+  const watched = [...running, ...queued].map((e) => e.id);
+  if (!watched.length) throw refusals.nothingInFlight();
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const done = watched.map((id) => ctx.ledger.experiment(id)!).find((e) => e.state !== 'running' && e.state !== 'queued');
+    if (done || Date.now() >= deadline || ctx.closed) return done ?? ctx.ledger.experiment(watched[0]!)!;
+    await new Promise((resolve) => setTimeout(resolve, 250).unref());
+  }
 }
 
 export type StaleOutcome = { kind: 'rebased'; experiment: ExperimentRow; merged: string[] } | { kind: 'conflict'; conflicts: string[] };

@@ -18,7 +18,7 @@ import { finishedSentence, limitsReport, sessionFinished } from './limits.js';
 import { currentReport, secondaryMeans } from './repeats.js';
 import { readLogTail } from './runner/runner.js';
 import { caseModel, sensitivity } from './sensitivity.js';
-import { capacityOf, slots } from './parallel.js';
+import { capacityOf, slots, undecidedCandidates } from './parallel.js';
 import { minimumDetectableEffect, summarize } from './statistics.js';
 import type { DecisionReport, ExperimentView, MetricReport, Noise, SessionView, Status } from './views.js';
 
@@ -258,8 +258,7 @@ function parallelView(ctx: LoopContext, session: SessionRow, config: Config): No
     const p = progressOf(ctx, activeRun(ctx, e), config);
     return { id: e.id, phase: p.phase, elapsedSeconds: p.elapsedSeconds, budgetSeconds: p.budgetSeconds, runs: ctx.ledger.runsOf(e.id).length };
   });
-  const undecided = ctx.ledger.listExperiments(session.id, { limit: 50, state: 'measured' }).rows.filter((e) => e.kind === 'candidate' && e.decision === null);
-  return { slots: capacityOf(config), inFlight, queued: queued.map((e) => e.id), awaitingDecision: undecided.map((e) => e.id).sort((a, b) => a - b) };
+  return { slots: capacityOf(config), inFlight, queued: queued.map((e) => e.id), awaitingDecision: undecidedCandidates(ctx, session).map((e) => e.id) };
 }
 
 function parallelNext(p: NonNullable<Status['parallel']>): string {

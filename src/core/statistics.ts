@@ -201,12 +201,9 @@ export function look(input: {
   // The final look will also know the noise better: each further run adds a degree of freedom.
   const finalSe = sd * Math.sqrt(2 / rule.maxRepeats);
   const finalCrit = criticalValue(rule, noise.df + 2 * Math.max(0, input.pairsLeft));
-  const infoNow = 1 / se ** 2;
-  const infoFinal = 1 / finalSe ** 2;
-  if (infoNow < infoFinal) {
-    const r = infoNow / infoFinal;
-    const spread = Math.sqrt(finalSe ** 2 * (1 - r) + (1 - r) ** 2 * se ** 2);
-    out.conditionalPower = jStat.normal.cdf((effect - rule.minEffect - finalCrit * finalSe) / spread, 0, 1);
+  const power = predictivePower(effect, se, finalSe, rule.minEffect + finalCrit * finalSe);
+  if (power !== null) {
+    out.conditionalPower = power;
     if (out.conditionalPower < FUTILITY) {
       return {
         ...out,
@@ -253,6 +250,19 @@ export function decide(input: {
     cmp = { ...cmp, verdict: 'inconclusive', why: `${cmp.why}; maxRepeats (${rule.maxRepeats}) pairs spent` };
   }
   return cmp;
+}
+
+/**
+ * The predictive probability that the final look's estimate clears `bar`, given the estimate now (standard error `se`)
+ * and the final look's standard error `finalSe`: the current information is the fraction r of the final, and the final
+ * estimate is spread by both what is still to be measured and what the true effect may be. Null when no more
+ * information is coming (r ≥ 1).
+ */
+export function predictivePower(estimate: number, se: number, finalSe: number, bar: number): number | null {
+  const r = finalSe ** 2 / se ** 2;
+  if (!(r < 1)) return null;
+  const spread = Math.sqrt(finalSe ** 2 * (1 - r) + (1 - r) ** 2 * se ** 2);
+  return jStat.normal.cdf((estimate - bar) / spread, 0, 1);
 }
 
 /** Below this conditional power, further repeats are not worth their runs. */
