@@ -16,7 +16,8 @@ import { pino } from 'pino';
 import { ResearchLoop } from '../../src/core/loop.js';
 import { mulberry32 } from './prng.mjs';
 import { truePassRate, truthRates } from './skill-truth.mjs';
-import { pool, waitDone } from './sessions.js';
+import { mapLimit } from '../../src/core/map-limit.js';
+import { waitDone } from './sessions.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const EXPERIMENT = join(HERE, 'synthetic-skill.mjs');
@@ -128,7 +129,7 @@ async function main(): Promise<void> {
   const parallel = Number(values.parallel ?? 2);
   const jobs = RULES.flatMap((rule) => Array.from({ length: seeds }, (_, s) => ({ rule, seed: s + 1 })));
   process.stderr.write(`pass-rate scenario: ${jobs.length} sessions of ${budget} runs, ${parallel} at a time\n`);
-  const outcomes = await pool(jobs, parallel, async (job) => {
+  const outcomes = await mapLimit(jobs, parallel, async (job) => {
     const o = await session(job.rule, job.seed, budget, values['keep-repos'] === true);
     process.stderr.write(`  ${job.rule} seed ${job.seed}: ${o.keeps} keeps (${o.falseKeeps} false), +${o.gain.toFixed(1)} true points in ${o.runs} runs${o.error ? ` ERROR ${o.error}` : ''}\n`);
     return o;

@@ -18,7 +18,8 @@ import { pino } from 'pino';
 import { ResearchLoop } from '../../src/core/loop.js';
 import { parseConfig } from '../../src/core/config.js';
 import { deriveEffects, makeStream, parseResults, typicalEffect } from './stream.js';
-import { pool, waitDone } from './sessions.js';
+import { mapLimit } from '../../src/core/map-limit.js';
+import { waitDone } from './sessions.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(HERE, '..', '..');
@@ -501,7 +502,7 @@ async function main(): Promise<void> {
   );
   const t0 = Date.now();
   let done = 0;
-  const results = await pool(specs, opts.parallel, async (spec) => {
+  const results = await mapLimit(specs, opts.parallel, async (spec) => {
     const r = await runSession(spec, opts);
     done++;
     process.stderr.write(

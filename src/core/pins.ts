@@ -9,6 +9,7 @@ import { globDirMatcher, globMatcher } from './globs.js';
 import { assertTopLevel, byPath, parentOf, shellQuote, short, toRepoPath } from './repo-paths.js';
 import type { Violation } from './surface.js';
 import { walk } from './walk.js';
+import { mapLimit } from './map-limit.js';
 
 /** Always protected, whatever the config says: the rules must not change under a running session. */
 export const CONFIG_PATH = 'ratchet.json';
@@ -199,17 +200,4 @@ function hashFile(abs: string): Promise<string> {
       .on('data', (chunk) => hash.update(chunk))
       .on('end', () => resolvePromise(hash.digest('hex')));
   });
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }

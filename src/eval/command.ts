@@ -10,7 +10,8 @@ import { killAllGroups } from './process.js';
 import { LIMITS } from './schema.js';
 import { scoreTrial, summarize, type TrialScore } from './score.js';
 import { loadSuite, type Suite } from './suite.js';
-import { planTrials, runLimited, selectCases, SPLITS, type Split, type TrialPlan } from './trials.js';
+import { mapLimit } from '../core/map-limit.js';
+import { planTrials, selectCases, SPLITS, type Split, type TrialPlan } from './trials.js';
 
 /** The CLI's flags as parseArgs hands them over (numbers still text). */
 export interface EvalFlags {
@@ -96,7 +97,7 @@ function report(scores: TrialScore[], options: Options, plan: TrialPlan[], json:
 
 async function runAndScore(repo: string, suite: Suite, options: Options, plan: TrialPlan[]): Promise<TrialScore[]> {
   const setup = agentSetup(repo, suite, options);
-  return runLimited(plan, options.concurrency, ({ c, trial }) =>
+  return mapLimit(plan, options.concurrency, ({ c, trial }) =>
     inTempDirs(async (workDir, scratch) => {
       const run = await runAgent(c, trial, setup, workDir, scratch);
       return scoreTrial(c, trial, run, checkContext(suite, options, workDir, scratch));
@@ -108,7 +109,7 @@ async function collect(repo: string, suite: Suite, options: Options, plan: Trial
   const dir = resolve(repo, dirArg);
   prepareCollectDir(dir, shown(repo, dir));
   const setup = agentSetup(repo, suite, options);
-  const runs = await runLimited(plan, options.concurrency, ({ c, trial }) =>
+  const runs = await mapLimit(plan, options.concurrency, ({ c, trial }) =>
     inTempDirs(async (workDir, scratch) => writeCollected(dir, c.id, trial, await runAgent(c, trial, setup, workDir, scratch), workDir)),
   );
   const errors = runs.filter((r: AgentRun) => r.status === 'error').length;
@@ -126,7 +127,7 @@ async function collect(repo: string, suite: Suite, options: Options, plan: Trial
 async function scoreCollected(repo: string, suite: Suite, options: Options, plan: TrialPlan[], dirArg: string): Promise<TrialScore[]> {
   const dir = resolve(repo, dirArg);
   checkCollectedDir(dir, shown(repo, dir));
-  return runLimited(plan, options.concurrency, ({ c, trial }) =>
+  return mapLimit(plan, options.concurrency, ({ c, trial }) =>
     inTempDirs(async (_, scratch) => {
       const { run, workDir } = readCollected(dir, c.id, trial);
       return scoreTrial(c, trial, run, checkContext(suite, options, workDir, scratch));

@@ -19,17 +19,3 @@ export function selectCases(cases: EvalCase[], split: Split): EvalCase[] {
 export function planTrials(cases: EvalCase[], trials: number): TrialPlan[] {
   return cases.flatMap((c) => Array.from({ length: trials }, (_, i) => ({ c, trial: i + 1 })));
 }
-
-/** Runs work on every item with at most `limit` in flight; results keep the items' order. */
-export async function runLimited<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
