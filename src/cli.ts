@@ -14,7 +14,7 @@ import { forTerminal } from './terminal-text.js';
 import { LOCAL_SCHEMA, refreshLocalSchema } from './schema-file.js';
 import { sessionRule, statusText } from './status-text.js';
 
-const USAGE = `Usage: ratchet [serve|init|status|stop|close|verify|integrity|show|dashboard|report|demo|eval] [--repo DIR]
+const USAGE = `Usage: ratchet [serve|init|status|stop|close|verify|integrity|show|dashboard|report|demo|eval|worktree] [--repo DIR]
 
   serve   (default) the stdio MCP server for the repo
   init    write ratchet.json and a preset's starter files: --preset skill|train|bench (default: picked from the repo); --force overwrites ratchet.json
@@ -23,12 +23,13 @@ const USAGE = `Usage: ratchet [serve|init|status|stop|close|verify|integrity|sho
   integrity  report tampering with ratchet's evidence; --accept reseals it once you have looked
   stop    end the session: no new experiments; the running one finishes (--cancel: cancel it)
   close   close a finished session for good, so the agent can start the next one
-  demo    run the scripted demo loop in a temporary repo: --example tiny-lm (default) or --example skill (a SKILL.md and its eval suite)
+  demo    run the scripted demo loop in a temporary repo: --example tiny-lm (default) or --example skill (a SKILL.md and its eval suite); --experiments N bounds the proposals tried
   hook    Claude Code hooks: \`hook stop\` keeps the agent at an open session, \`hook session-start\` gives it the state (JSON on stdin)
   codex-loop  run \`codex exec\` turn after turn until the session is finished (--max-turns N, --codex PATH, -- codex options)
   show    one experiment in full: verdict, samples, diff and log tail (ratchet show <id> [--json])
   dashboard  a live, read-only web page of the night (--port P, --host H; beyond loopback it needs the printed token)
   report  the morning report: report.md, report.html, progress.png and progress.svg (--tag T, --out DIR; default .ratchet/report/<tag>/)
+  worktree  several agents on one ledger: \`worktree add <name>\` makes a git worktree for one more agent (--path DIR) and prints how to start it there; \`worktree list\` lists the agents
   eval    score a skill with binary assertions: ratchet eval [SUITE_DIR] (default evals) [--split train|held-out|all] [--agent CMD] [--trials N] [--concurrency N] [--timeout S] [--json] [--collect DIR | --score DIR]
 
 The repo is --repo, else $CLAUDE_PROJECT_DIR, else the current directory.`;
@@ -44,6 +45,7 @@ function parseOptions(argv: string[]) {
       force: { type: 'boolean' },
       preset: { type: 'string' },
       example: { type: 'string' },
+      experiments: { type: 'string' },
       tag: { type: 'string' },
       runs: { type: 'string' },
       json: { type: 'boolean' },
@@ -61,6 +63,7 @@ function parseOptions(argv: string[]) {
       timeout: { type: 'string' },
       collect: { type: 'string' },
       score: { type: 'string' },
+      path: { type: 'string' },
     },
   });
 }
@@ -138,6 +141,10 @@ async function main(argv: string[]): Promise<number> {
       const dashes = argv.indexOf('--');
       return runCodexLoop({ repo, codex: values.codex, maxTurns, codexArgs: dashes === -1 ? [] : argv.slice(dashes + 1) });
     }
+    case 'worktree': {
+      const { runWorktree } = await import('./worktree-command.js');
+      return runWorktree(repo, positionals[1], positionals[2], { path: values.path });
+    }
     case 'report': {
       const { runReport } = await import('./report-command.js');
       return runReport(repo, { tag: values.tag, out: values.out });
@@ -147,8 +154,12 @@ async function main(argv: string[]): Promise<number> {
       return runEval(repo, positionals[1], values);
     }
     case 'demo': {
+      if (values.experiments !== undefined && !/^\d+$/.test(values.experiments)) {
+        process.stderr.write(`ratchet demo: --experiments must be a whole number, not "${values.experiments}".\n`);
+        return 2;
+      }
       const { runDemo } = await import('./demo.js');
-      return runDemo({ example: values.example });
+      return runDemo({ example: values.example, experiments: values.experiments === undefined ? undefined : Number(values.experiments) });
     }
     default:
       process.stderr.write(`ratchet: unknown command "${command}".\n${USAGE}\n`);

@@ -5,6 +5,7 @@ import type { LoopContext } from './context.js';
 import { globMatcher } from './globs.js';
 import type { ExperimentRow, SessionRow } from './ledger.js';
 import * as refusals from './refusals.js';
+import { rebaseCandidate } from './rebase.js';
 import { CONFIG_PATH, commitCandidate, describeViolations, scanSurface } from './surface.js';
 
 /**
@@ -13,10 +14,12 @@ import { CONFIG_PATH, commitCandidate, describeViolations, scanSurface } from '.
  */
 export async function createCandidate(ctx: LoopContext, session: SessionRow, config: Config, input: { description: string; hypothesis?: string }): Promise<ExperimentRow> {
   const { pins } = await ctx.pinned(session);
+  // The agent's edits are read against the best its tree was last brought to; another agent may have kept since.
+  const agentBase = ctx.baseOf(session);
   const scan = await scanSurface({
     repo: ctx.repo,
     git: ctx.git,
-    baseCommit: session.bestCommit,
+    baseCommit: agentBase,
     editable: config.editable,
     protectedGlobs: config.protected,
     outputs: config.run.outputs,
@@ -33,7 +36,18 @@ export async function createCandidate(ctx: LoopContext, session: SessionRow, con
 
   const e = ctx.ledger.createExperiment({ ...base, host: hostname() });
   const message = `ratchet #${e.id}: ${input.description}${input.hypothesis ? `\n\n${input.hypothesis}` : ''}\n\nRatchet-Experiment: ${e.id}`;
-  const { commit } = await commitCandidate({ git: ctx.git, parent: session.bestCommit, scan, message });
+  let { commit } = await commitCandidate({ git: ctx.git, parent: agentBase, scan, message });
+  if (agentBase !== session.bestCommit) {
+    // Parented on the best at the moment it is submitted: the agent's change, carried onto the new best.
+    const carried = await rebaseCandidate(ctx.git, { parent: agentBase, candidate: commit, best: session.bestCommit, message });
+    if (!carried.ok) {
+      await ctx.git.setRef(`refs/ratchet/${session.tag}/${e.id}`, commit);
+      ctx.ledger.finish(e.id, 'refused', `made on ${agentBase.slice(0, 7)}; another agent has kept ${session.bestCommit.slice(0, 7)} since, and the change conflicts with it in ${carried.conflicts.join(', ')}`);
+      ctx.writeResults(session);
+      throw refusals.behindBest(e.id, agentBase, session.bestCommit, carried.conflicts);
+    }
+    commit = carried.commit;
+  }
   await ctx.git.setRef(`refs/ratchet/${session.tag}/${e.id}`, commit);
   // The commit is built from the scan's own list, so nothing outside the surface can ride along; checked anyway, as keep does.
   const outside = await pathsOutsideSurface(ctx, session.bestCommit, commit, config);

@@ -13,6 +13,9 @@ import * as refusals from './refusals.js';
 import type { Pin } from './surface.js';
 import { Workspaces } from './workspace.js';
 import { noiseOf, onMachine, type Machine } from './decision.js';
+import { resolveHome } from './agents/home.js';
+import { AgentRegistry, endInstance, newInstance } from './agents/registry.js';
+import { withRepoLock } from './agents/repo-lock.js';
 import type { PooledNoise } from './statistics.js';
 
 export interface LoopOptions {
@@ -41,7 +44,18 @@ export interface Pinned {
 }
 
 export class LoopContext {
+  /** This server's worktree: its files are the agent's tree, its HEAD and index are the agent's. */
   readonly repo: string;
+  /** The main worktree, whose .ratchet/ holds the ledger: the repo itself unless this is an agent's worktree. */
+  readonly home: string;
+  /** The agent this server proposes for ("main" in the main worktree). */
+  readonly agent: string;
+  /** True in an agent's worktree, whose HEAD ratchet keeps detached at the agent's base. */
+  readonly linked: boolean;
+  /** This loop, as it signs the runs it drives. */
+  readonly instance = newInstance();
+  private readonly commonDir: string | null;
+  private boundRegistry: { db: unknown; registry: AgentRegistry } | null = null;
   readonly stateDir: string;
   readonly log: Logger;
   readonly git: Git;
@@ -56,7 +70,12 @@ export class LoopContext {
 
   constructor(readonly opts: LoopOptions) {
     this.repo = opts.repo;
-    this.stateDir = join(opts.repo, '.ratchet');
+    const where = resolveHome(opts.repo);
+    this.home = where.home;
+    this.agent = where.agent;
+    this.linked = where.linked;
+    this.commonDir = where.commonDir;
+    this.stateDir = join(this.home, '.ratchet');
     this.log = opts.logger;
     this.git = new Git(opts.repo);
     this.workspaces = new Workspaces(join(this.stateDir, 'ws'), this.git);
@@ -81,19 +100,43 @@ export class LoopContext {
   get ledger(): Ledger {
     if (!this.ledgerHandle) {
       mkdirSync(this.stateDir, { recursive: true });
-      this.ledgerHandle = new Ledger(ledgerPath(this.repo));
+      this.ledgerHandle = new Ledger(ledgerPath(this.home));
+      this.ledgerHandle.agent = this.agent;
     }
     return this.ledgerHandle;
+  }
+
+  /** The agents of this ledger, their bases and who drives each run (over the ledger now open). */
+  get registry(): AgentRegistry {
+    const db = this.ledger.db;
+    if (this.boundRegistry?.db !== db) this.boundRegistry = { db, registry: new AgentRegistry(db, this.instance) };
+    return this.boundRegistry.registry;
+  }
+
+  /** Runs `fn` while no other server of this repo decides (keeps, schedules); alone in the process without git. */
+  decideAlone<T>(fn: () => Promise<T>): Promise<T> {
+    return withRepoLock(this.commonDir ?? this.home, fn);
+  }
+
+  /** The best this agent's tree was last brought to: where its next edits start from. */
+  baseOf(session: SessionRow): string {
+    return this.registry.baseOf(this.agent, session.id) ?? session.bestCommit;
+  }
+
+  /** This loop lets its runs go: another server (or the next one) may adopt them. */
+  endInstance(): void {
+    endInstance(this.instance);
   }
 
   /** Swaps in a reopened ledger (after its file was restored). */
   replaceLedger(next: Ledger | null): void {
     this.ledgerHandle?.close();
     this.ledgerHandle = next;
+    if (next) next.agent = this.agent;
   }
 
   get hasLedger(): boolean {
-    return this.ledgerHandle !== null || existsSync(ledgerPath(this.repo));
+    return this.ledgerHandle !== null || existsSync(ledgerPath(this.home));
   }
 
   closeLedger(): void {
@@ -196,6 +239,11 @@ export class LoopContext {
   /** A cancel can land while a driver awaits; it must never be overwritten by a later result. */
   stillRunning(id: number): boolean {
     return this.ledger.experiment(id)?.state === 'running';
+  }
+
+  stillRunningOrQueued(id: number): boolean {
+    const state = this.ledger.experiment(id)?.state;
+    return state === 'running' || state === 'queued';
   }
 
   /** results.tsv follows the active session; results-<tag>.tsv keeps every session's own file. */

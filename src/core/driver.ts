@@ -15,6 +15,8 @@ import { restorePinned, verifyPins } from './surface.js';
 import { figuresIn, prepareStep } from './steps.js';
 
 const PRUNE_EVERY_MS = 250;
+/** How often a run another server drives is looked up in the ledger. */
+const WATCH_EVERY_MS = 250;
 
 export class Driver {
   /** Steps started or re-attached by this server, by experiment id. */
@@ -45,6 +47,11 @@ export class Driver {
       try {
         assigned = await this.pool.acquire(e, config);
       } catch (err) {
+        // Several servers share the pool: one may have taken the slot this one saw free. The candidate keeps its place.
+        if (config.parallel > 1 && isRatchetError(err) && err.details?.busy) {
+          ctx.log.info({ id: e.id }, 'the pool filled up meanwhile; the candidate stays queued');
+          return e;
+        }
         ctx.log.warn({ err, id: e.id }, 'could not lease what the run needs');
         return this.finish(e.id, 'crashed', `ratchet could not lease what the run needs: ${describeFailure(err)}`);
       }
@@ -53,7 +60,7 @@ export class Driver {
       const executor = ctx.executorFor(config);
       const sandbox = await executor.sandbox();
       const request = await prepareStep(
-        { workspaces: ctx.workspaces, repo: ctx.repo, dir, cacheDir: ctx.cacheDir, hidden: [ctx.repo], sandboxed: sandbox.kind !== 'none' },
+        { workspaces: ctx.workspaces, repo: ctx.repo, dir, cacheDir: ctx.cacheDir, hidden: [...new Set([ctx.repo, ctx.home])], sandboxed: sandbox.kind !== 'none' },
         {
           id: e.id,
           phase,
@@ -84,11 +91,15 @@ export class Driver {
     }
   }
 
-  /** Follows an experiment until it is recorded; idempotent, and safe to call again after a restart. */
+  /**
+   * Follows an experiment until it is recorded; idempotent, and safe to call again after a restart. Only one server
+   * drives a run: another server's run is watched in the ledger until it ends, and taken over if that server is gone.
+   */
   drive(id: number): Promise<void> {
     const { ctx } = this;
     const existing = ctx.drivers.get(id);
     if (existing) return existing;
+    if (!this.claim(id)) return this.watch(id);
     this.pool.adopt(id);
     const driver = this.advance(id)
       .catch((err) => {
@@ -105,6 +116,25 @@ export class Driver {
       .finally(() => ctx.drivers.delete(id));
     ctx.drivers.set(id, driver);
     return driver;
+  }
+
+  /** Whether this server drives the run (its experiment's, for a repeat): see AgentRegistry.claim. */
+  claim(id: number): boolean {
+    const e = this.ctx.ledger.experiment(id);
+    if (!e || (e.state !== 'running' && e.state !== 'queued')) return true; // nothing left to drive
+    const root = e.kind === 'repeat' && e.repeatOf !== null ? e.repeatOf : id;
+    return this.ctx.registry.claim(root, this.ctx.ledger.agentOf(root));
+  }
+
+  /** Resolves when another server has recorded the run's end, or drives it the moment that server is gone. */
+  private async watch(id: number): Promise<void> {
+    const { ctx } = this;
+    for (;;) {
+      if (ctx.closed || !ctx.stillRunningOrQueued(id)) return;
+      await new Promise((resolve) => setTimeout(resolve, WATCH_EVERY_MS).unref());
+      if (ctx.drivers.has(id)) return ctx.drivers.get(id);
+      if (ctx.ledger.experiment(id)?.state === 'running' && this.claim(id)) return this.drive(id);
+    }
   }
 
   private async advance(id: number): Promise<void> {

@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'tampered'
   | 'session_finished'
   | 'stale_candidate'
+  | 'behind_best'
+  | 'other_agent'
   | 'internal';
 
 export class RatchetError extends Error {

@@ -369,6 +369,11 @@ export class Git {
     writeIndexFile(indexFile, entries, format);
   }
 
+  /** HEAD detached at `commit` (an agent's worktree follows its base this way); the index and files are not touched. */
+  async detachHead(commit: string): Promise<void> {
+    await runGit(this.repo, ['update-ref', '--no-deref', '-m', 'ratchet: the agent\'s base', 'HEAD', commit]);
+  }
+
   /** Resolves once every index write this object started is done; rejects if the latest one failed. */
   settled(): Promise<void> {
     return this.lastIndexSync;

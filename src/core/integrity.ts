@@ -43,7 +43,7 @@ export class Integrity {
 
   /** Opens the ledger and checks it whole: at server start, and whenever another process wrote to it. */
   async checkAtStart(): Promise<Finding[]> {
-    const path = ledgerPath(this.ctx.repo);
+    const path = ledgerPath(this.ctx.home);
     if (!existsSync(path)) {
       const evidence = await this.ctx.git.resolve(CHAIN_REF);
       if (evidence) this.add({ kind: 'ledger_deleted', what: `the ledger ${path} is missing, but git holds the evidence of earlier sessions (${CHAIN_REF}); restore .ratchet/ from a backup, or run \`ratchet integrity --accept\` to start over knowingly` });

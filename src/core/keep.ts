@@ -5,12 +5,23 @@ import type { LoopContext } from './context.js';
 import { compare } from './decision.js';
 import type { ExperimentRow, SessionRow } from './ledger.js';
 import { pathsOutsideSurface } from './candidate.js';
+import { undecidedCandidates } from './parallel.js';
+import { moveAgentBase, syncToBest } from './agents/sync.js';
 import { RatchetError } from './errors.js';
 import * as refusals from './refusals.js';
 import { commitCandidate, resetSurface, restorePinned, scanSurface, verifyPins } from './surface.js';
 
 /** Null when `keep` may proceed, else the error that says why not and what to do. */
-export function keepRefusal(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow, force: boolean, reason?: string): RatchetError | null {
+export function keepRefusal(
+  ctx: LoopContext,
+  session: SessionRow,
+  config: Config,
+  e: ExperimentRow,
+  force: boolean,
+  reason?: string,
+  /** The best to compare with; the session's by default, the one it was measured against for a stale candidate. */
+  against: ExperimentRow | undefined = ctx.bestOf(session),
+): RatchetError | null {
   if (e.kind === 'baseline') return refusals.keepBaseline(e.id);
   if (e.decision) return refusals.alreadyDecided(e.id, e.decision);
   if (e.state !== 'measured') return refusals.notMeasured(e.id, e.state);
@@ -19,7 +30,7 @@ export function keepRefusal(ctx: LoopContext, session: SessionRow, config: Confi
   if (config.parallel === 1 && latest && latest.id !== e.id) return refusals.notLatest(e.id, latest.id);
   const failed = e.constraintChecks.filter((c) => !c.ok);
   if (failed.length) return refusals.constraintsViolated(e.id, failed);
-  const best = ctx.bestOf(session);
+  const best = against;
   if (!best || best.metric === null) return null; // the baseline never measured: the first measurement sets the bar
   if (config.decision.rule === 'significant') return significantRefusal(config, e, force, reason);
   const cmp = compare(e.metric!, best, config.metric.direction);
@@ -48,7 +59,12 @@ export async function keep(ctx: LoopContext, session: SessionRow, config: Config
   const forced =
     input.force === true &&
     (config.decision.rule === 'significant' ? e.verdict?.verdict !== 'improved' : !compare(e.metric!, ctx.bestOf(session), config.metric.direction).improved);
+  const base = ctx.baseOf(session);
   ctx.ledger.keep(session.id, e.id, e.commit!, { reason: forced ? `forced: ${input.reason}` : 'improved', forced, completedAfterRestart: false });
+  // The keeper's tree holds the kept change, so its next edits start from the new best. A change carried onto another
+  // agent's keep also holds that agent's work, which the tree lacks: it is brought along, as sync would.
+  if (base === e.parentCommit) await moveAgentBase(ctx, session, e.commit!);
+  else await syncToBest(ctx, ctx.ledger.session(session.id)!, config);
   ctx.writeResults(ctx.ledger.session(session.id)!);
   ctx.log.info({ id: e.id, metric: e.metric, forced }, 'kept');
   return ctx.ledger.experiment(e.id)!;
@@ -59,10 +75,12 @@ export async function keep(ctx: LoopContext, session: SessionRow, config: Config
  * undecided candidate. If that candidate was keepable, the keep is completed and marked so.
  */
 export function completeInterruptedKeep(ctx: LoopContext, session: SessionRow, tip: string): boolean {
-  const pending = ctx.awaitingDecision(session);
-  if (!pending || pending.commit !== tip || pending.parentCommit !== session.bestCommit) return false;
+  // With several in flight (or several agents) the one kept need not be the latest: the branch names it by its commit.
+  const pending = undecidedCandidates(ctx, session).find((c) => c.commit === tip);
+  if (!pending || pending.parentCommit !== session.bestCommit) return false;
   if (keepRefusal(ctx, session, ctx.configOf(session), pending, false) !== null) return false;
   ctx.ledger.keep(session.id, pending.id, tip, { reason: 'improved (keep completed after a restart)', forced: false, completedAfterRestart: true });
+  ctx.registry.setBase(ctx.ledger.agentOf(pending.id), session.id, tip);
   session.bestCommit = tip;
   session.bestExperimentId = pending.id;
   ctx.writeResults(session);
@@ -102,6 +120,7 @@ export async function revert(ctx: LoopContext, session: SessionRow, config: Conf
   // Ignored protected files are outside git's reach; their pinned copies put them back.
   const tampered = (await verifyPins(ctx.repo, pins, config.protected)).map((v) => v.path);
   if (tampered.length) await restorePinned(ctx.repo, pins, join(ctx.stateDir, 'pins'), tampered.filter((p) => pins.some((pin) => pin.path === p)));
+  await moveAgentBase(ctx, session, session.bestCommit);
   const row = decideReverted(ctx, session, e);
   ctx.log.info({ id: e?.id, savedWorktree }, 'reverted');
   return { experiment: row, resetTo: session.bestCommit, removedUntracked, savedWorktree };

@@ -1,5 +1,6 @@
 // The SQLite ledger: typed rows, named transitions, a tamper-evident chain, running totals and results.tsv (see ./ledger/).
 import { join } from 'node:path';
+import { resolveHome } from './agents/home.js';
 
 export { Ledger } from './ledger/ledger.js';
 export type { NewSession, NewExperiment, RunStart, RunFacts, NewSample, NewGpuSample, MeasurementRecord, DecisionRecord, LedgerFile } from './ledger/ledger.js';
@@ -23,6 +24,7 @@ export type { ChainFinding, ChainHead } from './ledger/chain.js';
 export { MIGRATIONS, SCHEMA_VERSION } from './ledger/schema.js';
 export { escapeField, unescapeField, resultsLine, isFinalForResults, type ResultsWrite } from './ledger/results-tsv.js';
 
+/** The repo's ledger; from an agent's worktree (`ratchet worktree add`), the main worktree's, which every agent shares. */
 export function ledgerPath(repo: string): string {
-  return join(repo, '.ratchet', 'ratchet.db');
+  return join(resolveHome(repo).home, '.ratchet', 'ratchet.db');
 }

@@ -13,6 +13,7 @@ import { repeatUntilDecided } from './repeats.js';
 import * as reports from './reports.js';
 import { requireOnBranch, startSession } from './session.js';
 import { acquireServerLock, releaseServerLock, serverHolding, type LockHolder } from './server-lock.js';
+import { syncToBest, type Synced } from './agents/sync.js';
 import { capacityOf, carryOntoBest, nextToFinish, slots, staleRefusal } from './parallel.js';
 import { sessionFinished } from './limits.js';
 import type { Config } from './config.js';
@@ -27,6 +28,7 @@ export type { Stopped } from './stop.js';
 export const DEFAULT_WAIT_SECONDS = 45;
 export const MAX_WAIT_SECONDS = 50;
 const PROGRESS_EVERY_MS = 3_000;
+const FOLLOW_OTHERS_MS = 1_000;
 
 export type RevertResult = Omit<Reverted, 'experiment'> & { experiment: ExperimentView | null };
 
@@ -43,6 +45,7 @@ export class ResearchLoop {
   // Tool calls arrive concurrently (agents do send parallel calls); every call that changes git or
   // the ledger runs alone, so checks like "nothing is running" still hold when it acts on them.
   private queue: Promise<unknown> = Promise.resolve();
+  private follower: NodeJS.Timeout | null = null;
 
   constructor(opts: LoopOptions) {
     this.ctx = new LoopContext(opts);
@@ -93,8 +96,7 @@ export class ResearchLoop {
       // Counted alongside the step's start, which takes longer, and awaited so the view is complete.
       const diffStats = this.ctx.git.diffStats(session.bestCommit, candidate.commit!).then((stats) => this.ctx.ledger.recordDiffStats(candidate.id, stats));
       // First in, first out: a free slot goes to the oldest queued candidate, which may be an earlier one than this.
-      const { running, queued } = slots(this.ctx, session);
-      for (const q of queued.slice(0, Math.max(0, (await this.slotsFor(config)) - running.length))) await this.start(q, config);
+      await this.scheduleQueued();
       await diffStats.catch((err: unknown) => this.ctx.log.warn({ err, id: candidate.id }, 'could not count the diff'));
       return reports.experimentView(this.ctx, this.ctx.ledger.experiment(candidate.id)!);
     }, { evidenceRefs: true });
@@ -104,14 +106,23 @@ export class ResearchLoop {
   private async start(candidate: ExperimentRow, config: Config): Promise<void> {
     // Launch leases the run's GPUs or CPU slot, held through its repeats and given back when it ends.
     const launched = await this.driver.launch(candidate, config, 'run');
+    if (launched.state === 'queued') return; // the pool filled up meanwhile: it keeps its place
     const followed = this.driver.drive(launched.id);
     this.events.follow(launched.id, followed);
     if (capacityOf(config) > 1) void followed.finally(() => this.startQueued().catch((err: unknown) => this.ctx.log.warn({ err }, 'could not start a queued experiment')));
   }
 
-  /** Starts queued candidates while slots are free, oldest first; a finished session cancels them instead. */
   private startQueued(): Promise<void> {
-    return this.exclusive(async () => {
+    return this.exclusive(() => this.scheduleQueued());
+  }
+
+  /**
+   * Starts queued candidates while slots are free, oldest first, whichever agent proposed them; a finished session
+   * cancels them instead. Every server of the repo schedules from the same ledger and pool, one at a time, and a
+   * candidate is started by the one server that claims it.
+   */
+  private scheduleQueued(): Promise<void> {
+    return this.ctx.decideAlone(async () => {
       if (this.ctx.closed) return;
       const session = this.ctx.ledger.activeSession();
       if (!session) return;
@@ -119,10 +130,13 @@ export class ResearchLoop {
       const { running, queued } = slots(this.ctx, session);
       if (!queued.length) return;
       if (sessionFinished(this.ctx, session, config)) {
-        for (const q of queued) this.driver.finish(q.id, 'cancelled', 'the session ended before it started');
+        for (const q of queued) if (this.driver.claim(q.id)) this.driver.finish(q.id, 'cancelled', 'the session ended before it started');
         return;
       }
-      for (const q of queued.slice(0, Math.max(0, (await this.slotsFor(config)) - running.length))) await this.start(q, config);
+      for (const q of queued.slice(0, Math.max(0, (await this.slotsFor(config)) - running.length))) {
+        const fresh = this.ctx.ledger.experiment(q.id)!;
+        if (fresh.state === 'queued' && this.driver.claim(fresh.id)) await this.start(fresh, config);
+      }
     });
   }
 
@@ -161,7 +175,7 @@ export class ResearchLoop {
     await this.guard();
     if (!next) throw refusals.waitNeedsTarget();
     const { session } = this.ctx.requireSession();
-    return reports.experimentView(this.ctx, await nextToFinish(this.ctx, session, clampWait(waitSeconds) * 1000));
+    return reports.experimentView(this.ctx, await nextToFinish(this.ctx, session, clampWait(waitSeconds) * 1000, this.ctx.agent));
   }
 
   async readMetric(id?: number): Promise<MetricReport> {
@@ -172,19 +186,23 @@ export class ResearchLoop {
   // ---------------------------------------------------------------- 4. keep or revert
 
   keep(input: { id: number; force?: boolean; reason?: string }): Promise<{ experiment: ExperimentView; session: SessionView }> {
-    return this.exclusive(async () => {
+    // One keep at a time across every server of the repo: the branch and the ledger move together, as one compare-and-swap.
+    return this.exclusive(() => this.ctx.decideAlone(async () => {
       await this.onBranch(); // may complete a keep interrupted by a crash
       const findings = this.integrity.current();
       if (findings.length) throw refusals.tampered(findings);
       const { session, config } = this.ctx.requireSession();
       const e = this.ctx.requireExperiment(input.id, session);
+      this.requireOwnExperiment(e);
       if (e.kind === 'candidate' && e.decision === null && e.commit && e.parentCommit !== session.bestCommit) {
         // Kept only onto the best it was measured against: a keep made meanwhile means measuring it again on the new one.
         await this.ctx.pinned(session);
-        const refusal = keepRefusal(this.ctx, session, this.ctx.configOf(session), e, input.force === true, input.reason);
+        // Judged against the best it was measured against: a change worth keeping there is worth measuring on the new one.
+        const measuredAgainst = this.ctx.ledger.keptExperimentFor(session.id, e.parentCommit);
+        const refusal = keepRefusal(this.ctx, session, this.ctx.configOf(session), e, input.force === true, input.reason, measuredAgainst);
         if (refusal) throw refusal;
         const outcome = await carryOntoBest(this.ctx, session, e);
-        if (outcome.kind === 'rebased' && slots(this.ctx, session).running.length < (await this.slotsFor(config))) await this.start(outcome.experiment, config);
+        if (outcome.kind === 'rebased') await this.scheduleQueued();
         await this.integrity.seal(session);
         throw staleRefusal(e, outcome);
       }
@@ -198,7 +216,13 @@ export class ResearchLoop {
       await Promise.all([this.integrity.seal(updated), this.ctx.git.settled()]);
       this.events.afterKeep(session, this.ctx.ledger.experiment(e.id)!);
       return { experiment: reports.experimentView(this.ctx, this.ctx.ledger.experiment(e.id)!), session: reports.sessionView(this.ctx, updated) };
-    }, { evidenceRefs: true });
+    }), { evidenceRefs: true });
+  }
+
+  /** Each agent decides its own experiments: another's stay for it to keep or revert. */
+  private requireOwnExperiment(e: ExperimentRow): void {
+    const agent = this.ctx.ledger.agentOf(e.id);
+    if (agent !== this.ctx.agent) throw refusals.otherAgentsExperiment(e.id, agent, this.ctx.agent);
   }
 
   revert(input: { id?: number }): Promise<RevertResult> {
@@ -207,8 +231,10 @@ export class ResearchLoop {
       const parallel = capacityOf(config) > 1;
       const inFlight = this.ctx.ledger.unfinishedExperiments()[0];
       if (inFlight && !parallel) throw refusals.busyForRevert(inFlight.id);
-      const e = input.id === undefined ? (parallel ? undefined : this.ctx.ledger.latestRunExperiment(session.id)) : this.ctx.requireExperiment(input.id, session);
+      const latest = parallel ? undefined : this.ctx.ledger.latestRunExperiment(session.id);
+      const e = input.id === undefined ? (latest && this.ctx.ledger.agentOf(latest.id) === this.ctx.agent ? latest : undefined) : this.ctx.requireExperiment(input.id, session);
       if (e && input.id !== undefined) {
+        this.requireOwnExperiment(e);
         if (e.decision === 'kept') throw refusals.revertKept(e.id);
         const latest = this.ctx.ledger.latestRunExperiment(session.id);
         if (!parallel && latest && latest.id !== e.id && e.kind === 'candidate' && e.decision === null && e.state === 'measured') throw refusals.revertNotLatest(e.id);
@@ -276,15 +302,27 @@ export class ResearchLoop {
 
   // ---------------------------------------------------------------- reading
 
-  async status(): Promise<Status> {
+  async status(input: { agent?: string } = {}): Promise<Status> {
     const findings = await this.guard();
     const session = this.ctx.hasLedger ? this.ctx.ledger.activeSession() : undefined;
     const onDisk = reports.configOnDisk(this.repo);
-    const mode = session ? this.ctx.configOf(session).sandbox : onDisk.config?.sandbox ?? 'auto';
-    return reports.status(this.ctx, { sandbox: await this.ctx.executorFor({ sandbox: mode }).sandbox(), findings, readOnlyHolder: this.heldBy, configError: onDisk.error });
+    const config = session ? this.ctx.configOf(session) : null;
+    const mode = config ? config.sandbox : onDisk.config?.sandbox ?? 'auto';
+    // What the pool holds (a discovery reused for a few seconds), so `slots` says what the scheduler will really run.
+    const poolCapacity = config && capacityOf(config) > 1 ? await this.driver.pool.capacity(config).catch(() => null) : null;
+    return reports.status(this.ctx, { sandbox: await this.ctx.executorFor({ sandbox: mode }).sandbox(), findings, readOnlyHolder: this.heldBy, configError: onDisk.error, poolCapacity, agent: input.agent });
   }
 
-  async listExperiments(input: { limit?: number; beforeId?: number; state?: ExperimentState }): Promise<{ experiments: ExperimentView[]; total: number; nextBeforeId: number | null }> {
+  /** Brings this agent's tree to the best another agent kept, carrying its work in progress along when it applies. */
+  sync(): Promise<Synced> {
+    return this.exclusive(async () => {
+      const { session, config } = this.ctx.requireSession();
+      await this.onBranch();
+      return syncToBest(this.ctx, this.ctx.ledger.session(session.id)!, config);
+    });
+  }
+
+  async listExperiments(input: { limit?: number; beforeId?: number; state?: ExperimentState; agent?: string }): Promise<{ experiments: ExperimentView[]; total: number; nextBeforeId: number | null }> {
     await this.guard();
     return reports.listExperiments(this.ctx, input);
   }
@@ -312,13 +350,26 @@ export class ResearchLoop {
   async recover(): Promise<number[]> {
     if (this.heldBy) return [];
     await this.integrity.checkAtStart();
-    if (!existsSync(ledgerPath(this.repo))) return [];
+    if (!existsSync(ledgerPath(this.ctx.home))) return [];
+    if (this.ctx.linked) this.ctx.registry.register(this.ctx.agent, this.repo);
     const active = this.ctx.ledger.activeSession();
     // Leases of a server that died with its runs are given back before anything asks for them.
     if (active) await this.driver.pool.survey(this.ctx.configOf(active)).catch((err: unknown) => this.ctx.log.warn({ err }, 'could not survey the device pool'));
+    const adopted = await this.adoptOrphans();
+    this.followOthers();
+    return adopted;
+  }
+
+  /**
+   * Takes over the unfinished experiments no live server drives: all of them after a restart, and those of a server
+   * that died while this one runs. Runs another live server drives are left to it.
+   */
+  private async adoptOrphans(): Promise<number[]> {
     const unfinished = this.ctx.ledger.unfinishedExperiments();
     const waiting: number[] = [];
+    const adopted: number[] = [];
     for (const e of unfinished) {
+      if (this.ctx.drivers.has(e.id)) continue;
       // A repeat is driven by its experiment's repeat loop, which re-attaches to it.
       if (e.kind === 'repeat' && unfinished.some((r) => r.id === e.repeatOf)) continue;
       // A candidate still waiting for a slot never started: it keeps its place in the queue.
@@ -326,6 +377,8 @@ export class ResearchLoop {
         waiting.push(e.id);
         continue;
       }
+      if (!this.driver.claim(e.id)) continue; // a live server drives it
+      adopted.push(e.id);
       if (e.phase !== 'repeats' && (e.state === 'queued' || !e.supervisorPid || !e.runToken)) {
         if (e.runToken) await this.ctx.executor.sweep(e.runToken);
         this.driver.finish(e.id, 'crashed', 'ratchet stopped before the run started');
@@ -337,12 +390,34 @@ export class ResearchLoop {
       if (waiting.length) void followed.finally(() => this.startQueued().catch(() => undefined));
     }
     if (waiting.length) await this.startQueued();
-    return unfinished.map((e) => e.id);
+    return adopted;
+  }
+
+  /**
+   * With other servers on the ledger (other agents' worktrees), once a second: a run whose server died is adopted, and
+   * a queued candidate starts when another server's run frees a slot (that server may have nothing queued of its own).
+   */
+  private followOthers(): void {
+    if (this.follower || this.ctx.closed) return;
+    let busy = false;
+    this.follower = setInterval(() => {
+      if (busy || this.ctx.closed || !this.ctx.hasLedger) return;
+      const session = this.ctx.ledger.activeSession();
+      if (!session || capacityOf(this.ctx.configOf(session)) === 1 && !this.ctx.registry.agents().length) return;
+      busy = true;
+      void this.adoptOrphans()
+        .then(() => this.startQueued())
+        .catch((err: unknown) => this.ctx.log.warn({ err }, 'could not follow the other servers'))
+        .finally(() => (busy = false));
+    }, FOLLOW_OTHERS_MS);
+    this.follower.unref();
   }
 
   /** Stops following runs; their supervisors keep enforcing the budget and a later server records them. */
   close(): void {
     this.ctx.closed = true;
+    if (this.follower) clearInterval(this.follower);
+    this.ctx.endInstance();
     if (!this.heldBy) releaseServerLock(this.repo);
     this.ctx.closeLedger();
     this.ctx.git.close();
@@ -379,7 +454,14 @@ export class ResearchLoop {
 
   private async onBranch(): Promise<void> {
     const { session } = this.ctx.requireSession();
-    await requireOnBranch(this.ctx, session, (s, tip) => completeInterruptedKeep(this.ctx, s, tip));
+    const tip = await this.ctx.git.resolve(`refs/heads/${session.branch}`);
+    if (tip === session.bestCommit) return requireOnBranch(this.ctx, session, () => false);
+    // The branch is ahead of the ledger: another server may be between the two halves of a keep. Once no keep is in
+    // progress anywhere, the ledger is read again; what still differs is an interrupted keep, or a moved branch.
+    await this.ctx.decideAlone(async () => {
+      const { session: fresh } = this.ctx.requireSession();
+      await requireOnBranch(this.ctx, fresh, (s, t) => completeInterruptedKeep(this.ctx, s, t));
+    });
   }
 
   /** A read-only server watches the ledger that the driving server writes. */

@@ -31,11 +31,13 @@ export function undecidedCandidates(ctx: LoopContext, session: SessionRow): Expe
  * What wait_experiment {next: true} returns: the oldest candidate awaiting a decision at once (so one that ended between
  * two calls is not missed), else whichever experiment in flight ends first within `waitMs`, else the oldest still going.
  */
-export async function nextToFinish(ctx: LoopContext, session: SessionRow, waitMs: number): Promise<ExperimentRow> {
-  const undecided = undecidedCandidates(ctx, session)[0];
+export async function nextToFinish(ctx: LoopContext, session: SessionRow, waitMs: number, agent: string): Promise<ExperimentRow> {
+  // Each agent follows its own experiments; others' are theirs to decide.
+  const own = (e: ExperimentRow) => ctx.ledger.agentOf(e.id) === agent;
+  const undecided = undecidedCandidates(ctx, session).find(own);
   if (undecided) return undecided;
   const { running, queued } = slots(ctx, session);
-  const watched = [...running, ...queued].map((e) => e.id);
+  const watched = [...running, ...queued].filter(own).map((e) => e.id);
   if (!watched.length) throw refusals.nothingInFlight();
   const deadline = Date.now() + waitMs;
   for (;;) {

@@ -224,3 +224,21 @@ export const revertKept = (id: number) =>
 
 export const revertNotLatest = (id: number) =>
   new RatchetError('not_decidable', `Experiment ${id} is not the latest experiment.`, 'Call revert without an id to reset to the best commit.');
+
+// ---------------------------------------------------------------- several agents
+
+export const behindBest = (id: number, base: string, best: string, conflicts: string[]) =>
+  new RatchetError(
+    'behind_best',
+    `Experiment ${id} was refused: your edits start from ${base.slice(0, 7)}, another agent has kept ${best.slice(0, 7)} since, and your change conflicts with it in ${conflicts.join(', ')}. Your edits are saved under refs/ratchet/<tag>/${id}.`,
+    'Call sync to bring your tree to the new best (it saves your edits first), then redo the idea on it.',
+    { conflicts, base, best },
+  );
+
+export const otherAgentsExperiment = (id: number, agent: string, me: string) =>
+  new RatchetError(
+    'other_agent',
+    `Experiment ${id} was proposed by agent "${agent}"; only that agent decides it (you are "${me}").`,
+    'Decide your own experiments: list_experiments {agent: "' + me + '"} lists them.',
+    { agent },
+  );

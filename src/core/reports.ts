@@ -19,6 +19,7 @@ import { currentReport, secondaryMeans } from './repeats.js';
 import { readLogTail } from './runner/runner.js';
 import { caseModel, sensitivity } from './sensitivity.js';
 import { capacityOf, slots, undecidedCandidates } from './parallel.js';
+import { MAIN_AGENT } from './ledger/schema.js';
 import { minimumDetectableEffect, summarize } from './statistics.js';
 import type { DecisionReport, ExperimentView, MetricReport, Noise, SessionView, Status } from './views.js';
 
@@ -34,17 +35,19 @@ export interface Progress {
 /** A repeated experiment's secondary figures are the mean over its runs, even while its repeats still run. */
 export function experimentView(ctx: LoopContext, e: ExperimentRow): ExperimentView {
   const gpu = e.gpus ? ctx.ledger.gpuUsage(e.id) : null;
-  if (e.kind === 'repeat') return toView(e, 1, gpu);
+  const agent = ctx.ledger.agentOf(e.id);
+  if (e.kind === 'repeat') return toView(e, 1, gpu, agent);
   const runs = ctx.ledger.runsOf(e.id);
-  const view = toView(e, runs.length, gpu);
+  const view = toView(e, runs.length, gpu, agent);
   if (runs.length < 2) return view;
   const session = ctx.ledger.session(e.sessionId)!;
   return { ...view, secondary: secondaryMeans(ctx, e, runs, ctx.configOf(session).metric.name) };
 }
 
 /** `gpu`: the run's GPU samples (Ledger.gpuUsage), for an experiment that held GPUs. */
-export function toView(e: ExperimentRow, runs = 1, gpu: GpuUsage | null = null): ExperimentView {
+export function toView(e: ExperimentRow, runs = 1, gpu: GpuUsage | null = null, agent = MAIN_AGENT): ExperimentView {
   return {
+    agent,
     id: e.id,
     kind: e.kind,
     repeatOf: e.repeatOf,
@@ -152,10 +155,14 @@ export function plateau(ctx: LoopContext, session: SessionRow, config: Config): 
   return { reached: message !== null, experimentsSinceKeep: sinceKeep, window, message };
 }
 
-/** The run actually in progress: an experiment measuring repeats is represented by its current repeat. */
+/**
+ * The run actually in progress: an experiment measuring repeats is represented by its oldest repeat running (a batch
+ * runs several at once), else one recorded and about to start.
+ */
 export function activeRun(ctx: LoopContext, e: ExperimentRow): ExperimentRow {
   if (e.phase !== 'repeats') return e;
-  return ctx.ledger.runsOf(e.id).find((r) => r.id !== e.id && (r.state === 'running' || r.state === 'queued')) ?? e;
+  const repeats = ctx.ledger.runsOf(e.id).filter((r) => r.id !== e.id);
+  return repeats.find((r) => r.state === 'running') ?? repeats.find((r) => r.state === 'queued') ?? e;
 }
 
 export function progressOf(ctx: LoopContext, e: ExperimentRow, config: Config): Progress {
@@ -207,7 +214,10 @@ export function configOnDisk(repo: string): { config: Config | null; error: stri
   }
 }
 
-export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findings: Finding[]; readOnlyHolder: { pid: number } | null; configError: string | null }): Status {
+export function status(
+  ctx: LoopContext,
+  extra: { sandbox: SandboxReport; findings: Finding[]; readOnlyHolder: { pid: number } | null; configError: string | null; poolCapacity: number | null; agent?: string },
+): Status {
   const configError = extra.configError;
   const session = ctx.hasLedger ? ctx.ledger.activeSession() : undefined;
   const running = ctx.hasLedger ? ctx.ledger.unfinishedExperiments()[0] : undefined;
@@ -218,7 +228,7 @@ export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findin
     runningView = { id: running.id, phase: p.phase, elapsedSeconds: p.elapsedSeconds, budgetSeconds: p.budgetSeconds, lastLogLine: p.lastLogLine };
   }
   const pending = session ? ctx.awaitingDecision(session) : undefined;
-  const parallel = session && config ? parallelView(ctx, session, config) : null;
+  const parallel = session && config ? parallelView(ctx, session, config, extra.poolCapacity, extra.agent) : null;
   const plateauNow = session && config ? plateau(ctx, session, config) : null;
   const finished = session && config ? sessionFinished(ctx, session, config) : null;
   const advice: string[] = [];
@@ -237,6 +247,7 @@ export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findin
     running: runningView,
     awaitingDecision: pending?.id ?? null,
     parallel,
+    agent: agentView(ctx, session),
     config: { valid: configError === null, error: configError },
     sandbox: extra.sandbox,
     integrity: { ok: extra.findings.length === 0, findings: extra.findings.map((f) => f.what) },
@@ -252,13 +263,34 @@ export function status(ctx: LoopContext, extra: { sandbox: SandboxReport; findin
 }
 
 /** With several experiments at once: every one in flight, the queue, and the measured ones awaiting a decision. */
-function parallelView(ctx: LoopContext, session: SessionRow, config: Config): NonNullable<Status['parallel']> {
+function parallelView(ctx: LoopContext, session: SessionRow, config: Config, poolCapacity: number | null, agent?: string): NonNullable<Status['parallel']> {
   const { running, queued } = slots(ctx, session);
-  const inFlight = running.map((e) => {
+  const mine = (e: ExperimentRow) => agent === undefined || ctx.ledger.agentOf(e.id) === agent;
+  const inFlight = running.filter(mine).map((e) => {
     const p = progressOf(ctx, activeRun(ctx, e), config);
-    return { id: e.id, phase: p.phase, elapsedSeconds: p.elapsedSeconds, budgetSeconds: p.budgetSeconds, runs: ctx.ledger.runsOf(e.id).length };
+    return { id: e.id, agent: ctx.ledger.agentOf(e.id), phase: p.phase, elapsedSeconds: p.elapsedSeconds, budgetSeconds: p.budgetSeconds, runs: ctx.ledger.runsOf(e.id).length };
   });
-  return { slots: capacityOf(config), inFlight, queued: queued.map((e) => e.id), awaitingDecision: undecidedCandidates(ctx, session).map((e) => e.id) };
+  // The scheduler's own bound: `parallel`, and no more than the pool holds.
+  const wanted = capacityOf(config);
+  const slotCount = wanted === 1 || poolCapacity === null ? wanted : Math.max(1, Math.min(wanted, poolCapacity));
+  return { slots: slotCount, inFlight, queued: queued.filter(mine).map((e) => e.id), awaitingDecision: undecidedCandidates(ctx, session).filter(mine).map((e) => e.id) };
+}
+
+/** This server's agent, where its tree stands, and every agent of the ledger with what it has in flight and kept. */
+function agentView(ctx: LoopContext, session: SessionRow | undefined): Status['agent'] {
+  const registered = ctx.hasLedger ? ctx.registry.agents() : [];
+  const names = [MAIN_AGENT, ...registered.map((a) => a.name).filter((n) => n !== MAIN_AGENT)];
+  const base = session ? ctx.baseOf(session) : null;
+  return {
+    name: ctx.agent,
+    base,
+    behind: session !== undefined && base !== null && base !== session.bestCommit,
+    agents: names.map((name) => ({
+      name,
+      worktree: name === MAIN_AGENT ? ctx.home : registered.find((a) => a.name === name)!.worktree,
+      ...(session ? ctx.ledger.agentCounts(session.id, name) : { inFlight: 0, kept: 0 }),
+    })),
+  };
 }
 
 function parallelNext(p: NonNullable<Status['parallel']>): string {
@@ -294,10 +326,10 @@ function nextStep(
   return plateauMessage ? `${plateauMessage} Otherwise edit the editable files with one idea, then call run_experiment.` : 'Edit the editable files with one idea, then call run_experiment.';
 }
 
-export function listExperiments(ctx: LoopContext, input: { limit?: number; beforeId?: number; state?: ExperimentState }): { experiments: ExperimentView[]; total: number; nextBeforeId: number | null } {
+export function listExperiments(ctx: LoopContext, input: { limit?: number; beforeId?: number; state?: ExperimentState; agent?: string }): { experiments: ExperimentView[]; total: number; nextBeforeId: number | null } {
   const { session } = ctx.requireSession();
   const limit = input.limit ?? 20;
-  const { rows, total } = ctx.ledger.listExperiments(session.id, { limit, beforeId: input.beforeId, state: input.state });
+  const { rows, total } = ctx.ledger.listExperiments(session.id, { limit, beforeId: input.beforeId, state: input.state, agent: input.agent });
   return { experiments: rows.map((e) => experimentView(ctx, e)), total, nextBeforeId: rows.length === limit ? rows[rows.length - 1]!.id : null };
 }
 

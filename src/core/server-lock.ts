@@ -108,7 +108,7 @@ function gitDirOf(repo: string): string {
 }
 
 /** A listening server on `name`, or null when another process already listens there. */
-function listen(name: string, me: LockHolder): Promise<Server | null> {
+export function listen(name: string, me: LockHolder): Promise<Server | null> {
   return new Promise((resolveListen, reject) => {
     const server = createServer((socket) => {
       socket.on('error', () => {}); // a client that hangs up early is not our problem
@@ -174,7 +174,7 @@ function unknownHolder(lockFile: string): LockHolder {
   }
 }
 
-function self(): LockHolder {
+export function self(): LockHolder {
   const startTime = startTimeOf(process.pid);
   return { pid: process.pid, since: new Date().toISOString(), ...(startTime ? { startTime } : {}) };
 }

@@ -70,10 +70,12 @@ export async function startSession(ctx: LoopContext, driver: Driver, input: { ta
 
   const previous = active ?? ctx.ledger.latestSession();
   const session = ctx.ledger.createSession({ tag, branch, baseCommit: head, bestCommit: best, config, pins, pinnedCommit });
+  ctx.registry.setBase(ctx.agent, session.id, best);
   await ctx.pinned(session);
   ctx.log.info({ tag, branch, best, sandbox: sandbox.kind }, 'session started');
   const baseline = ctx.ledger.createExperiment({ sessionId: session.id, kind: 'baseline', commit: best, parentCommit: best, description: 'baseline', host: hostname() });
   await ctx.git.setRef(`refs/ratchet/${tag}/${baseline.id}`, best);
+  ctx.registry.claim(baseline.id, ctx.agent); // this server drives it, before any other server could take it for an orphan
   const started = await driver.launch(baseline, config, 'run');
   const warnings = await globWarnings(ctx, config, pins);
   if (sandbox.kind === 'none') warnings.push(`Runs are not sandboxed: ${sandbox.why}${sandbox.install ? ` Install one with \`${sandbox.install}\`.` : ''}`);
@@ -113,8 +115,9 @@ async function globWarnings(ctx: LoopContext, config: Config, pins: Pin[]): Prom
  */
 export async function requireOnBranch(ctx: LoopContext, session: SessionRow, completeKeep: (session: SessionRow, tip: string) => boolean): Promise<void> {
   await ctx.git.assertUsable();
+  // An agent's worktree cannot check out the branch the main worktree has; its HEAD stays detached at its base.
   const branch = await ctx.git.currentBranch();
-  if (branch !== session.branch) throw refusals.notOnBranch(branch, session.branch);
+  if (!ctx.linked && branch !== session.branch) throw refusals.notOnBranch(branch, session.branch);
   const tip = await ctx.git.resolve(`refs/heads/${session.branch}`);
   if (tip !== session.bestCommit && tip !== null && completeKeep(session, tip)) return;
   if (tip !== session.bestCommit) throw refusals.branchMoved(session.branch, tip, session.bestCommit);

@@ -33,6 +33,7 @@ export const ExperimentViewSchema = z.object({
   workspace: z.string().nullable().describe('A failed run\'s workspace, kept for inspection (the newest workspaces.keepCrashed of them).'),
   createdAt: z.string(),
   endedAt: z.string().nullable(),
+  agent: z.string().describe('The agent that proposed it: "main" in the repo\'s own worktree, else the name given to `ratchet worktree add`.'),
 });
 export type ExperimentView = z.infer<typeof ExperimentViewSchema>;
 
@@ -172,13 +173,21 @@ export const StatusSchema = z.object({
   awaitingDecision: z.number().int().nullable().describe('A measured candidate that needs keep or revert before the next run.'),
   parallel: z
     .object({
-      slots: z.number().int().describe('Experiments that may run at once (ratchet.json `parallel`).'),
-      inFlight: z.array(z.object({ id: z.number().int(), phase: z.string(), elapsedSeconds: z.number(), budgetSeconds: z.number(), runs: z.number().int() })),
+      slots: z.number().int().describe('Experiments that may run at once: ratchet.json `parallel`, and no more than the pool holds (GPUs ÷ gpu.perRun, or the CPU slots).'),
+      inFlight: z.array(z.object({ id: z.number().int(), agent: z.string(), phase: z.string(), elapsedSeconds: z.number(), budgetSeconds: z.number(), runs: z.number().int() })),
       queued: z.array(z.number().int()).describe('Candidates waiting for a slot, first to start first.'),
       awaitingDecision: z.array(z.number().int()).describe('Measured candidates not yet kept or reverted.'),
     })
     .nullable()
     .describe('Every experiment in flight, the queue and the candidates awaiting a decision; null without a session.'),
+  agent: z
+    .object({
+      name: z.string().describe('This server\'s agent.'),
+      base: z.string().nullable().describe('The best this agent\'s tree was last brought to; its next candidate is its edits since, carried onto the best.'),
+      behind: z.boolean().describe('Another agent kept since: sync brings this tree to the new best (revert does too).'),
+      agents: z.array(z.object({ name: z.string(), worktree: z.string(), inFlight: z.number().int(), kept: z.number().int() })).describe('Every agent on this ledger.'),
+    })
+    .describe('Several agents on one ledger (`ratchet worktree add`): who this server proposes for, and the others.'),
   config: z.object({ valid: z.boolean(), error: z.string().nullable() }),
   sandbox: z
     .object({ kind: z.enum(['bwrap', 'none']), mode: z.enum(['auto', 'required', 'off']), why: z.string(), install: z.string().nullable() })

@@ -1,4 +1,5 @@
 // defineTool: each tool is declared once (name, kind, schemas, handler); annotations and results derive from it.
+import { AGENT_NAME } from '../core/agents/home.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
@@ -105,3 +106,6 @@ export function registerTool(server: McpServer, def: AnyToolDefinition, getLoop:
     },
   );
 }
+
+/** An agent's name, as `ratchet worktree add` gives it ("main" is the repo's own worktree). */
+export const agentField = z.string().regex(AGENT_NAME, 'an agent name: lowercase letters, digits and dashes, as `ratchet worktree add` gave it');

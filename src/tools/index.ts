@@ -6,6 +6,7 @@ import { waitExperiment } from './wait-experiment.js';
 import { readMetric } from './read-metric.js';
 import { keep } from './keep.js';
 import { revert } from './revert.js';
+import { sync } from './sync.js';
 import { status } from './status.js';
 import { listExperiments } from './list-experiments.js';
 import { readLog } from './read-log.js';
@@ -19,6 +20,7 @@ export const tools: AnyToolDefinition[] = [
   readMetric,
   keep,
   revert,
+  sync,
   status,
   listExperiments,
   readLog,

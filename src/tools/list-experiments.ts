@@ -1,6 +1,6 @@
 // list_experiments: the session's experiments, newest first, paged and filterable by state, one compact row each.
 import { z } from 'zod';
-import { defineTool } from './define.js';
+import { agentField, defineTool } from './define.js';
 import { shortText } from './describe.js';
 import { formatNumber } from '../core/format.js';
 import { ExperimentStateSchema, type ExperimentView } from '../core/views.js';
@@ -38,12 +38,13 @@ export const listExperiments = defineTool({
     limit: z.number().int().min(1).max(200).optional().describe('Default 20, at most 200.'),
     before_id: z.number().int().min(1).optional().describe('Only experiments with a smaller id: pass the previous page\'s nextBeforeId.'),
     state: ExperimentStateSchema.optional(),
+    agent: agentField.optional().describe('Only this agent\'s experiments (several agents on one ledger: `ratchet worktree add`).'),
   },
   output: { experiments: z.array(ExperimentRowSchema), total: z.number().int(), nextBeforeId: z.number().int().nullable().describe('Pass as before_id for the next page; null on the last page.') },
   async handler(args, { loop }) {
-    const { experiments, total, nextBeforeId } = await loop.listExperiments({ limit: args.limit, beforeId: args.before_id, state: args.state });
+    const { experiments, total, nextBeforeId } = await loop.listExperiments({ limit: args.limit, beforeId: args.before_id, state: args.state, agent: args.agent });
     const next = nextBeforeId === null ? '' : ` Next page: before_id ${nextBeforeId}.`;
-    return { summary: `${experiments.length} of ${total} experiment(s)${args.state ? ` in state ${args.state}` : ''}, newest first: id state verdict metric description.${next}`, experiments: experiments.map(rowOf), total, nextBeforeId };
+    return { summary: `${experiments.length} of ${total} experiment(s)${args.state ? ` in state ${args.state}` : ''}${args.agent ? ` by agent ${args.agent}` : ''}, newest first: id state verdict metric description.${next}`, experiments: experiments.map(rowOf), total, nextBeforeId };
   },
   text: (r) => r.experiments.map((e) => `${e.id} ${e.state} ${e.verdict ?? '-'} ${e.metric === null ? '-' : formatNumber(e.metric)} ${e.description}`),
 });

@@ -17,7 +17,7 @@ describe('ledger', () => {
     expect(ledger.schemaVersion()).toBe(SCHEMA_VERSION);
     expect(ledger.db.pragma('journal_mode', { simple: true })).toBe('wal');
     const tables = ledger.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[];
-    expect(tables.map((t) => t.name)).toEqual(['case_results', 'chain', 'experiments', 'gpu_samples', 'leases', 'progress', 'samples', 'session_ends', 'session_totals', 'sessions']);
+    expect(tables.map((t) => t.name)).toEqual(['agent_bases', 'agents', 'case_results', 'chain', 'experiment_agents', 'experiments', 'gpu_samples', 'leases', 'progress', 'run_owners', 'samples', 'session_ends', 'session_totals', 'sessions']);
     ledger.createSession({ tag: 'a', branch: 'ratchet/a', baseCommit: 'b', bestCommit: 'b', config: {}, pins: [] });
     ledger.close();
     const again = new Ledger(path);

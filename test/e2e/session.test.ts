@@ -40,7 +40,7 @@ afterAll(async () => {
 describe('a session over stdio', () => {
   it('runs baseline, keep, revert, refusal, timeout and an honest metric', async () => {
     const { tools } = await server.client.listTools();
-    expect(tools).toHaveLength(11);
+    expect(tools).toHaveLength(12);
 
     // Baseline.
     const started = await call('start_session', { tag: 'e2e' });

@@ -2,7 +2,7 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSuite } from '../../src/eval/suite.js';
@@ -84,26 +84,48 @@ describe('the simulated model', () => {
 
 describe('ratchet demo --example skill', () => {
   // Three proposals (two real gains, one neutral) through a real server and real `ratchet eval` steps: a few minutes.
-  it('runs the loop over MCP, prints each verdict, and keeps a real gain', { timeout: 900_000 }, async () => {
-    const { code, stdout, stderr } = await runCli(['demo', '--example', 'skill'], { RATCHET_DEMO_EXPERIMENTS: '3' });
+  it('runs the loop over MCP, two at a time where there are two CPUs, prints each verdict, and keeps a real gain', { timeout: 900_000 }, async () => {
+    const { code, stdout, stderr } = await runCli(['demo', '--example', 'skill', '--experiments', '3']);
     // The demo leaves its repo for a person to inspect; a test has no one to look.
     const repo = /^ratchet demo: skill in (.+)$/m.exec(stdout)?.[1];
+    const config = repo ? (JSON.parse(readFileSync(join(repo, 'ratchet.json'), 'utf8')) as { parallel?: number }) : null;
     if (repo) rmSync(repo, { recursive: true, force: true });
     expect(code, `${stdout}\n${stderr}`).toBe(0);
     expect(stdout).toContain('refused: [surface_violation]');
-    const headers = stdout.split('\n').filter((l) => /^#\d+ .* → (KEEP|revert)/.test(l));
+    // One line per decided experiment: one per proposal, and a "(#N carried onto the new best)" one for each re-measured as stale.
+    const reports = stdout.split('\n').filter((l) => /^#\d+ .* → (KEEP|revert|stale)/.test(l));
+    const headers = reports.filter((l) => !l.includes('carried onto the new best'));
     expect(headers).toHaveLength(3);
-    expect(headers.some((h) => h.endsWith('→ KEEP'))).toBe(true);
+    expect(reports.some((h) => h.endsWith('→ KEEP'))).toBe(true);
     // Each experiment is followed by the decision layer's own lines, ending with its reason.
-    expect(stdout.match(/^ {4}why: /gm)).toHaveLength(3);
+    expect(stdout.match(/^ {4}why: /gm)).toHaveLength(reports.length);
     expect(stdout).toContain('The demo kept at least one measured improvement.');
     expect(stdout).toMatch(/What was kept \(SKILL\.md\):\n(?:-.*\n)*\+/);
+    if (availableParallelism() >= 2) {
+      expect(config?.parallel).toBe(2);
+      // Three proposals make one pair and one alone: one line, from status, with both of the pair running.
+      expect(stdout.match(/^in flight: /gm)).toHaveLength(1);
+      const pair = /^in flight: #(\d+) \(running\), #(\d+) \(running\)$/m.exec(stdout);
+      expect(pair, stdout).not.toBeNull();
+      const decided = headers.map((h) => /^#(\d+) /.exec(h)![1]);
+      expect(decided.slice(0, 2).sort()).toEqual([pair![1], pair![2]].sort());
+    } else {
+      expect(config?.parallel).toBeUndefined();
+      expect(stdout).toContain('One proposal at a time');
+      expect(stdout).not.toContain('in flight:');
+    }
   });
 
   it('names the examples when asked for one that does not exist', async () => {
     const { code, stderr } = await runCli(['demo', '--example', 'nope']);
     expect(code).toBe(2);
     expect(stderr).toContain('--example tiny-lm or --example skill');
+  });
+
+  it('refuses an --experiments that is not a whole number', async () => {
+    const { code, stderr } = await runCli(['demo', '--experiments', 'two']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('--experiments must be a whole number');
   });
 });
 

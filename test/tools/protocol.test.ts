@@ -15,6 +15,7 @@ const EXPECTED_TOOLS = [
   'read_metric',
   'keep',
   'revert',
+  'sync',
   'status',
   'list_experiments',
   'read_log',

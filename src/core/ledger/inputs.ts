@@ -23,6 +23,8 @@ export interface NewExperiment {
   commit?: string | null;
   repeatOf?: number | null;
   host?: string | null;
+  /** The agent that proposed it; the ledger's own agent (this server's) when omitted. */
+  agent?: string;
 }
 
 export interface RunStart {

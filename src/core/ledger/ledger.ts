@@ -11,7 +11,7 @@ import { LedgerReads } from './reads.js';
 import { isFinalForResults, resultsLine, ResultsFiles, type ResultsWrite } from './results-tsv.js';
 import type { DecisionRecord, MeasurementRecord, NewExperiment, NewGpuSample, NewSession, RunFacts, RunStart } from './inputs.js';
 import type { DiffStats, ExperimentRow, ExperimentState, FinalState, Phase, SessionEndRow, SessionRow } from './rows.js';
-import type { ChainedTable } from './schema.js';
+import { MAIN_AGENT, type ChainedTable } from './schema.js';
 
 /** Whether the file the ledger was opened from is still there: a run may have deleted or replaced it. */
 export type LedgerFile = 'intact' | 'missing' | 'replaced';
@@ -27,6 +27,8 @@ export class Ledger extends LedgerReads {
   private readonly resultsEpoch = new Map<number, number>();
   private readonly opened: { dev: number; ino: number };
   private dataVersion: number;
+  /** Who this connection writes for: every experiment it creates is attributed to this agent unless told otherwise. */
+  agent = MAIN_AGENT;
 
   constructor(readonly path: string) {
     super(openLedgerDatabase(path));
@@ -45,9 +47,13 @@ export class Ledger extends LedgerReads {
     this.db.close();
   }
 
-  /** Runs several transitions atomically (better-sqlite3 nests them as savepoints). */
+  /**
+   * Runs several transitions atomically (better-sqlite3 nests them as savepoints). IMMEDIATE: the write lock is taken
+   * before the chain head is read, so two servers on one ledger append their links one after the other, never from
+   * the same head (a deferred transaction would fail to upgrade instead of waiting).
+   */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.db.transaction(fn).immediate();
   }
 
   // ---------------------------------------------------------------- sessions
@@ -116,14 +122,14 @@ export class Ledger extends LedgerReads {
 
   /** A new experiment, queued: nothing has run yet. */
   createExperiment(e: NewExperiment): ExperimentRow {
-    return this.transaction(() => this.experiment(this.insert('experiments', { ...newExperiment(e), state: 'queued', phase: 'run' }))!);
+    return this.transaction(() => this.attributed(this.insert('experiments', { ...newExperiment(e), state: 'queued', phase: 'run' }), e.agent));
   }
 
   /** A candidate refused before anything was committed or run. */
   createRefused(e: NewExperiment & { reason: string; violations: unknown[] }): ExperimentRow {
     return this.transaction(() => {
       const row = { ...newExperiment(e), state: 'refused', phase: 'done', reason: e.reason, violations: json(e.violations), ended_at: now() };
-      return this.experiment(this.insert('experiments', row))!;
+      return this.attributed(this.insert('experiments', row), e.agent);
     });
   }
 
@@ -322,6 +328,12 @@ export class Ledger extends LedgerReads {
   }
 
   // ---------------------------------------------------------------- the private writer
+
+  /** Records who proposed the experiment, chained beside it, and returns its row. */
+  private attributed(id: number, agent: string | undefined): ExperimentRow {
+    this.insert('experiment_agents', { experiment_id: id, agent: agent ?? this.agent, created_at: now() });
+    return this.experiment(id)!;
+  }
 
   private readDataVersion(): number {
     return this.stmt('PRAGMA data_version').pluck().get() as number;

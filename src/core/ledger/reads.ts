@@ -3,6 +3,7 @@ import type Database from 'better-sqlite3';
 import { RatchetError } from '../errors.js';
 import { toExperiment, toSample, toSession, toSessionEnd, type ExperimentRow, type ExperimentState, type GpuUsage, type Measurement, type SampleRow, type SessionEndRow, type SessionRow } from './rows.js';
 import type { CaseTrial } from '../cases.js';
+import { MAIN_AGENT } from './schema.js';
 
 export interface Page {
   rows: ExperimentRow[];
@@ -50,8 +51,14 @@ export class LedgerReads {
     return this.all(toExperiment, "SELECT * FROM experiments WHERE state IN ('queued','running') ORDER BY id");
   }
 
+  /** The agent that proposed an experiment: the repo's own ("main") for one recorded before agents existed. */
+  agentOf(experimentId: number): string {
+    return (this.stmt('SELECT agent FROM experiment_agents WHERE experiment_id = ?').pluck().get(experimentId) as string | undefined) ?? MAIN_AGENT;
+  }
+
   /** Newest first, paged by id (keyset), never by OFFSET. Repeats belong to their experiment (see runsOf). */
-  listExperiments(sessionId: number, opts: { limit: number; beforeId?: number; state?: ExperimentState }): Page {
+  listExperiments(sessionId: number, opts: { limit: number; beforeId?: number; state?: ExperimentState; agent?: string }): Page {
+    if (opts.agent !== undefined) return this.listExperimentsOf(sessionId, { ...opts, agent: opts.agent });
     const filters = [opts.state !== undefined ? 'AND state = ?' : '', opts.beforeId !== undefined ? 'AND id < ?' : ''].join(' ');
     const args = [sessionId, ...(opts.state !== undefined ? [opts.state] : []), ...(opts.beforeId !== undefined ? [opts.beforeId] : [])];
     const rows = this.all(toExperiment, `SELECT * FROM experiments WHERE session_id = ? AND kind != 'repeat' ${filters} ORDER BY id DESC LIMIT ?`, ...args, opts.limit);
@@ -59,6 +66,24 @@ export class LedgerReads {
       .pluck()
       .get(...args.slice(0, opts.state !== undefined ? 2 : 1)) as number;
     return { rows, total, nextBeforeId: rows.length === opts.limit && rows.length ? rows[rows.length - 1]!.id : null };
+  }
+
+  /** listExperiments narrowed to one agent's experiments; counted directly, as the running totals are per session. */
+  private listExperimentsOf(sessionId: number, opts: { limit: number; beforeId?: number; state?: ExperimentState; agent: string }): Page {
+    const where = `session_id = ? AND kind != 'repeat' AND COALESCE((SELECT agent FROM experiment_agents a WHERE a.experiment_id = experiments.id), '${MAIN_AGENT}') = ?${opts.state !== undefined ? ' AND state = ?' : ''}`;
+    const args: unknown[] = [sessionId, opts.agent, ...(opts.state !== undefined ? [opts.state] : [])];
+    const rows = this.all(toExperiment, `SELECT * FROM experiments WHERE ${where}${opts.beforeId !== undefined ? ' AND id < ?' : ''} ORDER BY id DESC LIMIT ?`, ...args, ...(opts.beforeId !== undefined ? [opts.beforeId] : []), opts.limit);
+    const total = this.stmt(`SELECT COUNT(*) FROM experiments WHERE ${where}`).pluck().get(...args) as number;
+    return { rows, total, nextBeforeId: rows.length === opts.limit && rows.length ? rows[rows.length - 1]!.id : null };
+  }
+
+  /** One agent's experiments in flight (queued or running) and kept, in a session. */
+  agentCounts(sessionId: number, agent: string): { inFlight: number; kept: number } {
+    const row = this.stmt(
+      `SELECT COALESCE(SUM(state IN ('queued','running')), 0) AS inFlight, COALESCE(SUM(decision = 'kept' AND kind = 'candidate'), 0) AS kept FROM experiments
+       WHERE session_id = ? AND kind != 'repeat' AND COALESCE((SELECT agent FROM experiment_agents a WHERE a.experiment_id = experiments.id), '${MAIN_AGENT}') = ?`,
+    ).get(sessionId, agent) as { inFlight: number; kept: number };
+    return row;
   }
 
   countsByState(sessionId: number): Partial<Record<ExperimentState, number>> {

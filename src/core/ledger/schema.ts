@@ -230,13 +230,49 @@ export const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL
    );
    CREATE INDEX gpu_samples_by_experiment ON gpu_samples(experiment_id, phase);`,
+  // 7: several agents on one ledger. Who proposed each experiment is evidence, so it is chained, in a table of its own
+  // (no chained row changes its hash). The registry, each agent's base and who drives a run are coordination state,
+  // rewritten as agents sync and servers come and go, so they are not chained; no result rests on them.
+  `CREATE TABLE experiment_agents (
+     id INTEGER PRIMARY KEY,
+     experiment_id INTEGER NOT NULL UNIQUE REFERENCES experiments(id),
+     agent TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE INDEX experiment_agents_by_agent ON experiment_agents(agent, experiment_id);
+   CREATE TABLE agents (
+     name TEXT PRIMARY KEY,
+     worktree TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE agent_bases (
+     agent TEXT NOT NULL,
+     session_id INTEGER NOT NULL REFERENCES sessions(id),
+     base_commit TEXT NOT NULL,
+     updated_at TEXT NOT NULL,
+     PRIMARY KEY (agent, session_id)
+   );
+   CREATE TABLE run_owners (
+     experiment_id INTEGER PRIMARY KEY REFERENCES experiments(id),
+     agent TEXT NOT NULL,
+     instance TEXT NOT NULL,
+     holder_pid INTEGER NOT NULL,
+     holder_start TEXT,
+     holder_boot TEXT,
+     holder_pidns TEXT,
+     holder_host TEXT NOT NULL,
+     claimed_at TEXT NOT NULL
+   );`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** The agent of the repo's own worktree, and of every experiment recorded before agents existed. */
+export const MAIN_AGENT = 'main';
 
 /** The version whose migration seals every existing row into the chain. */
 export const CHAIN_SINCE = 3;
 
 /** Tables whose every write is chained (leases are not: see migration 6). */
-export const CHAINED_TABLES = ['sessions', 'experiments', 'samples', 'progress', 'session_ends', 'case_results', 'gpu_samples'] as const;
+export const CHAINED_TABLES = ['sessions', 'experiments', 'samples', 'progress', 'session_ends', 'case_results', 'gpu_samples', 'experiment_agents'] as const;
 export type ChainedTable = (typeof CHAINED_TABLES)[number];

@@ -202,6 +202,7 @@ export class RunPool {
       'busy',
       `Experiment ${e.id} needs a CPU slot, but all ${slots} are leased: ${grant.busy.map((l) => `${l.resource} to ${holderOf(l)}`).join('; ')}.`,
       'Wait for those experiments to end (wait_experiment), or raise pool.cpuSlots in ratchet.json.',
+      { busy: grant.busy.map((l) => ({ resource: l.resource, experimentId: l.experimentId, pid: l.holder.pid })) },
     );
   }
 

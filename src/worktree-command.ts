@@ -1,0 +1,83 @@
+// `ratchet worktree add <name>`: a git worktree for one more agent, sharing this repo's ledger, pool and best.
+import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { AGENT_FILE, AGENT_NAME, resolveHome } from './core/agents/home.js';
+import { AgentRegistry, endInstance, newInstance } from './core/agents/registry.js';
+import { Ledger, ledgerPath } from './core/ledger.js';
+import { MAIN_AGENT } from './core/ledger/schema.js';
+import { runGit } from './core/git.js';
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const fail = (line: string) => {
+  process.stderr.write(`ratchet worktree: ${line}\n`);
+  return 2;
+};
+
+export async function runWorktree(repo: string, action: string | undefined, name: string | undefined, opts: { path?: string }): Promise<number> {
+  if (action === 'list') return list(repo);
+  if (action !== 'add') return fail('usage: ratchet worktree add <name> [--path DIR] | ratchet worktree list');
+  if (!name || !AGENT_NAME.test(name) || name === MAIN_AGENT) {
+    return fail(`give the new agent a name of lowercase letters, digits and dashes (up to 32), other than "${MAIN_AGENT}": ratchet worktree add <name>`);
+  }
+  const where = resolveHome(repo);
+  if (where.linked) return fail(`${repo} is agent "${where.agent}"'s worktree; run this in the repo's main worktree, ${where.home}.`);
+  if (!where.commonDir) return fail(`${repo} is not the top of a git repository; pass --repo with your project's path.`);
+  const path = resolve(opts.path ?? join(dirname(repo), `${basename(repo)}-${name}`));
+  if (existsSync(path)) return fail(`${path} already exists; pass --path with a new directory.`);
+
+  mkdirSync(join(repo, '.ratchet'), { recursive: true });
+  const ledger = new Ledger(ledgerPath(repo));
+  const instance = newInstance();
+  try {
+    const registry = new AgentRegistry(ledger.db, instance);
+    const taken = registry.agent(name);
+    if (taken && existsSync(taken.worktree)) return fail(`agent "${name}" already has a worktree at ${taken.worktree}; pick another name.`);
+    const session = ledger.activeSession();
+    const at = session?.bestCommit ?? (await runGit(repo, ['rev-parse', 'HEAD'])).stdout.toString().trim();
+    const added = await runGit(repo, ['worktree', 'add', '--detach', path, at], { allowFail: true });
+    if (added.code !== 0) return fail(`git worktree add failed: ${added.stderr.toString().trim()}`);
+    const gitDir = (await runGit(path, ['rev-parse', '--absolute-git-dir'])).stdout.toString().trim();
+    writeFileSync(join(gitDir, AGENT_FILE), `${name}\n`);
+    registry.register(name, realpathSync(path));
+    if (session) {
+      registry.setBase(name, session.id, at);
+      // The main worktree's agent stands on the best until it moves; recorded now, so another agent's keep cannot shift it.
+      if (registry.baseOf(MAIN_AGENT, session.id) === null) registry.setBase(MAIN_AGENT, session.id, session.bestCommit);
+    }
+    const real = realpathSync(path);
+    say(`Agent "${name}" has a worktree at ${real}, detached at ${session ? `the best commit ${at.slice(0, 7)} of session ${session.tag}` : `${at.slice(0, 7)} (no session yet: start one in ${repo})`}.`);
+    say(`It shares this repo's ledger, device pool and branch${session ? ` ${session.branch}` : ''}: each candidate is carried onto the best when it is submitted, and only the branch's best moves.`);
+    say('');
+    say('Start an agent there:');
+    say(`  Claude Code:  cd ${real} && claude mcp add ratchet -- ratchet serve && claude`);
+    say(`                (with the server in the repo's .mcp.json, \`cd ${real} && claude\` is enough)`);
+    say(`  Codex:        cd ${real} && ratchet codex-loop -- -c 'mcp_servers.ratchet.cwd="${real}"'`);
+    say('');
+    say('After another agent keeps a change, the sync tool (or revert) brings an agent\'s tree to the new best.');
+    return 0;
+  } finally {
+    endInstance(instance);
+    ledger.close();
+  }
+}
+
+function list(repo: string): number {
+  const home = resolveHome(repo).home;
+  if (!existsSync(ledgerPath(home))) return fail(`no ratchet ledger in ${home} yet; start a session first.`);
+  const ledger = new Ledger(ledgerPath(home));
+  const instance = newInstance();
+  try {
+    const registry = new AgentRegistry(ledger.db, instance);
+    const session = ledger.activeSession();
+    const rows = [{ name: MAIN_AGENT, worktree: home }, ...registry.agents()];
+    for (const a of rows) {
+      const counts = session ? ledger.agentCounts(session.id, a.name) : { inFlight: 0, kept: 0 };
+      const base = session ? registry.baseOf(a.name, session.id) : null;
+      say(`${a.name}\t${a.worktree}${existsSync(a.worktree) ? '' : ' (missing)'}\tin flight ${counts.inFlight}\tkept ${counts.kept}${session && base && base !== session.bestCommit ? '\tbehind the best' : ''}`);
+    }
+    return 0;
+  } finally {
+    endInstance(instance);
+    ledger.close();
+  }
+}
