@@ -2,7 +2,10 @@
 // nvidia-smi narrowed to 1, 2, 4 and 8 devices: runs per minute, each device's busy fraction, the lease hand-off gap,
 // and the speed-up against 1 device, all measured side by side in one run.
 //
-//   npx tsx bench/pool/run.ts [--sleep 3] [--runs 10] [--devices 1,2,4,8] [--sandbox auto|required|off] [--json out.json] [--keep-repos]
+//   npx tsx bench/pool/run.ts [--sleep 3] [--runs 10] [--devices 1,2,4,8] [--agents 1,2] [--sandbox auto|required|off] [--json out.json] [--keep-repos]
+//
+// With --agents 2, a second agent works from its own worktree (`ratchet worktree add`) with its own server, both on one
+// ledger and one pool, each keeping half the queue.
 //
 // Progress goes to stderr; the Markdown report to stdout. `npm run build` first: the server is dist/cli.js.
 import { execFileSync } from 'node:child_process';
@@ -26,6 +29,7 @@ interface Options {
   sleep: number;
   runs: number;
   devices: number[];
+  agents: number[];
   sandbox: 'auto' | 'required' | 'off';
   keepRepos: boolean;
   json: string | undefined;
@@ -33,6 +37,7 @@ interface Options {
 
 interface Outcome {
   devices: number;
+  agents: number;
   sandbox: string;
   summary: PoolSummary | null;
   runs: RunTimes[];
@@ -122,13 +127,14 @@ const settled = (state: string) => state !== 'running' && state !== 'queued';
  * The scripted agent: fills the pool and a queue twice as deep, then for each run that finishes reverts it and submits
  * the next edit, until `target` candidates are measured; what is still in flight then is cancelled.
  */
-async function drive(call: Call, repo: string, devices: number, target: number): Promise<{ failed: string[]; sandbox: string }> {
+async function startSession(call: Call): Promise<string> {
   const started = await call('start_session', { tag: 'bench' });
-  const sandbox = (started.sandbox as { kind: string }).kind;
   for (let e = started.baseline; !settled(e.state); ) e = (await call('wait_experiment', { id: e.id, wait_seconds: 50 })).experiment;
-  // Runs that end together empty the queue together, and the agent refills it one call at a time: three times the
-  // devices keeps a queue through such a burst.
-  const depth = 3 * devices;
+  return (started.sandbox as { kind: string }).kind;
+}
+
+/** One agent's loop: its share of the queue (`depth`) kept full until it has `target` candidates measured. */
+async function drive(call: Call, repo: string, devices: number, target: number, depth: number, agent: string): Promise<{ failed: string[] }> {
   const inFlight = new Set<number>();
   const failed: string[] = [];
   let edits = 0;
@@ -143,7 +149,7 @@ async function drive(call: Call, repo: string, devices: number, target: number):
   while (measured < target) {
     // wait_experiment {next: true} watches what is in flight when it is called: a run that ended since the last look
     // is found in the status instead, so the agent looks there first and waits only when nothing has ended.
-    const parallel = (await call('status')).parallel as { inFlight: { id: number }[]; queued: number[] };
+    const parallel = (await call('status', { agent })).parallel as { inFlight: { id: number }[]; queued: number[] };
     const still = new Set([...parallel.inFlight.map((e) => e.id), ...parallel.queued]);
     const ended = [...inFlight].filter((id) => !still.has(id));
     if (!ended.length) {
@@ -160,35 +166,45 @@ async function drive(call: Call, repo: string, devices: number, target: number):
     if (measured < target) while (inFlight.size < depth) await submit();
     if (measured >= shown + devices * 2 || measured >= target) {
       shown = measured;
-      process.stderr.write(`  ${devices} device(s): ${measured}/${target} measured, ${inFlight.size} in flight\n`);
+      process.stderr.write(`  ${devices} device(s), agent ${agent}: ${measured}/${target} measured, ${inFlight.size} in flight\n`);
     }
   }
   // Queued ones first, newest first, so cancelling a running one does not start another.
-  const parallel = (await call('status')).parallel as { inFlight: { id: number }[]; queued: number[] };
+  const parallel = (await call('status', { agent })).parallel as { inFlight: { id: number }[]; queued: number[] };
   for (const id of [...parallel.queued].reverse()) await call('cancel_experiment', { id });
   for (const { id } of parallel.inFlight) await call('cancel_experiment', { id });
-  for (let i = 0; i < 100 && ((await call('status')).parallel as { inFlight: unknown[] }).inFlight.length; i++) await new Promise((r) => setTimeout(r, 100));
-  return { failed, sandbox };
+  for (let i = 0; i < 100 && ((await call('status', { agent })).parallel as { inFlight: unknown[] }).inFlight.length; i++) await new Promise((r) => setTimeout(r, 100));
+  return { failed };
 }
 
-async function measure(devices: number, opts: Options): Promise<Outcome> {
+async function measure(devices: number, agents: number, opts: Options): Promise<Outcome> {
   const root = mkdtempSync(join(tmpdir(), 'ratchet-bench-pool-'));
   const repo = makeRepo(root, opts);
   const target = devices * opts.runs;
-  const out: Outcome = { devices, sandbox: '?', summary: null, runs: [], calls: {}, smi: { gpu: 0, list: 0, apps: 0 }, failed: [], error: null, repo: root };
+  const out: Outcome = { devices, agents, sandbox: '?', summary: null, runs: [], calls: {}, smi: { gpu: 0, list: 0, apps: 0 }, failed: [], error: null, repo: root };
+  const servers: Awaited<ReturnType<typeof connect>>[] = [];
   try {
-    const server = await connect(repo, root, devices);
-    try {
-      const driven = await drive(server.call, repo, devices, target);
-      out.failed = driven.failed;
-      out.sandbox = driven.sandbox;
-    } finally {
-      out.calls = server.times;
-      await server.close();
-      out.smi = countQueries(root);
+    servers.push(await connect(repo, root, devices));
+    out.sandbox = await startSession(servers[0]!.call);
+    const trees = [repo];
+    for (let a = 1; a < agents; a++) {
+      const tree = join(root, `agent-${a}`);
+      execFileSync(process.execPath, [CLI, 'worktree', 'add', `agent-${a}`, '--repo', repo, '--path', tree], { stdio: 'pipe' });
+      trees.push(tree);
+      servers.push(await connect(tree, root, devices));
     }
+    // Runs that end together empty the queue together, and an agent refills it one call at a time: three times the
+    // devices, shared among the agents, keeps a queue through such a burst.
+    const depth = Math.ceil((3 * devices) / agents);
+    const share = (a: number) => Math.floor(target / agents) + (a < target % agents ? 1 : 0);
+    const driven = await Promise.all(servers.map((s, a) => drive(s.call, trees[a]!, devices, share(a), depth, a === 0 ? 'main' : `agent-${a}`)));
+    out.failed = driven.flatMap((d) => d.failed);
   } catch (err) {
     out.error = (err as Error).message;
+  } finally {
+    out.calls = mergeCalls(servers.map((s) => s.times));
+    for (const s of servers) await s.close();
+    out.smi = countQueries(root);
   }
   try {
     if (!out.error) {
@@ -202,6 +218,14 @@ async function measure(devices: number, opts: Options): Promise<Outcome> {
   return out;
 }
 
+function mergeCalls(all: CallTimes[]): CallTimes {
+  const merged: CallTimes = {};
+  for (const times of all) for (const [name, calls] of Object.entries(times)) (merged[name] ??= []).push(...calls);
+  return merged;
+}
+
+/** A row's devices, and its agents when more than one shared them. */
+const label = (o: Outcome) => `${o.devices}${o.agents > 1 ? ` (${o.agents} agents)` : ''}`;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const msText = (x: number) => (Number.isFinite(x) ? `${Math.round(x)}` : 'n/a');
 const met = (ok: boolean) => (ok ? 'met' : '**missed**');
@@ -211,7 +235,8 @@ const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.l
 const EXCLUSIVE = ['run_experiment', 'revert', 'cancel_experiment'];
 
 function report(outcomes: Outcome[], opts: Options, command: string): string {
-  const one = outcomes.find((o) => o.devices === 1)?.summary;
+  // The speed-up is against one device driven by one agent.
+  const one = outcomes.find((o) => o.devices === 1 && o.agents === 1)?.summary;
   const measured = outcomes.filter((o): o is Outcome & { summary: PoolSummary } => o.summary !== null);
   const lines = [
     `### Device pool (\`${command}\`)`,
@@ -221,19 +246,19 @@ function report(outcomes: Outcome[], opts: Options, command: string): string {
       `the fake nvidia-smi replaying ${FIXTURE}, narrowed by the server's CUDA_VISIBLE_DEVICES. Sandbox: ${[...new Set(outcomes.map((o) => o.sandbox))].join(', ')}. ` +
       `Each run sleeps ${opts.sleep} s between two timestamps it prints (ms); the window runs from the first run's work to the end of the (devices × ${opts.runs})-th.`,
     '',
-    '| devices | runs | window (s) | runs/min | speed-up vs 1 | busy: lowest device | busy: mean | leased: mean | hand-off gap median (ms) | gap p95 (ms) | idle between runs median (ms) | dry hand-offs | runs started out of order | ramp-up (ms) |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| devices | agents | runs | window (s) | runs/min | speed-up vs 1 | busy: lowest device | busy: mean | leased: mean | hand-off gap median (ms) | gap p95 (ms) | idle between runs median (ms) | dry hand-offs | runs started out of order | ramp-up (ms) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const o of outcomes) {
     const s = o.summary;
     if (!s) {
-      lines.push(`| ${o.devices} | error: ${o.error} |`);
+      lines.push(`| ${o.devices} | ${o.agents} | error: ${o.error} |`);
       continue;
     }
     const busy = s.devices.map((d) => d.fraction);
     const gaps = s.handoffs.map((h) => h.gapMs);
     lines.push(
-      `| ${o.devices} | ${s.runs} | ${((s.window.end - s.window.start) / 1000).toFixed(1)} | ${s.runsPerMinute.toFixed(1)} | ${one ? `${(s.runsPerMinute / one.runsPerMinute).toFixed(2)}×` : 'n/a'} | ` +
+      `| ${o.devices} | ${o.agents} | ${s.runs} | ${((s.window.end - s.window.start) / 1000).toFixed(1)} | ${s.runsPerMinute.toFixed(1)} | ${one ? `${(s.runsPerMinute / one.runsPerMinute).toFixed(2)}×` : 'n/a'} | ` +
         `${pct(Math.min(...busy))} | ${pct(mean(busy))} | ${pct(mean(s.devices.map((d) => d.leasedFraction)))} | ${msText(median(gaps))} | ${msText(quantile(gaps, 0.95))} | ` +
         `${msText(median(s.handoffs.map((h) => h.idleMs)))} | ${s.handoffs.filter((h) => h.dry).length} of ${s.handoffs.length} | ${s.outOfOrder.length} | ${msText(s.rampMs)} |`,
     );
@@ -241,7 +266,7 @@ function report(outcomes: Outcome[], opts: Options, command: string): string {
   lines.push('', 'Busy fraction of each device in the pool (its work over its span in the window; runs in brackets):', '', `| devices | ${Array.from({ length: 8 }, (_, i) => `GPU ${i}`).join(' | ')} |`, `|---|${'---|'.repeat(8)}`);
   for (const o of measured) {
     const cells = Array.from({ length: 8 }, (_, i) => o.summary.devices.find((d) => d.device === i));
-    lines.push(`| ${o.devices} | ${cells.map((d) => (d ? `${pct(d.fraction)} (${d.runs})` : '')).join(' | ')} |`);
+    lines.push(`| ${label(o)} | ${cells.map((d) => (d ? `${pct(d.fraction)} (${d.runs})` : '')).join(' | ')} |`);
   }
   lines.push(
     '',
@@ -257,7 +282,7 @@ function report(outcomes: Outcome[], opts: Options, command: string): string {
     const m = (xs: Handoff[], f: (x: Handoff) => number) => `${msText(median(xs.map(f)))}`;
     const split = splitByCalls(h, EXCLUSIVE.flatMap((name) => o.calls[name] ?? []));
     lines.push(
-      `| ${o.devices} | ${m(h, (x) => x.recordMs)} | ${m(h, (x) => x.scheduleMs)} | ${m(h, (x) => x.launchMs)} | ${m(h, (x) => x.sandboxMs)} | ` +
+      `| ${label(o)} | ${m(h, (x) => x.recordMs)} | ${m(h, (x) => x.scheduleMs)} | ${m(h, (x) => x.launchMs)} | ${m(h, (x) => x.sandboxMs)} | ` +
         `${m(split.during, (x) => x.scheduleMs)} (${split.during.length}) | ${m(split.clear, (x) => x.scheduleMs)} (${split.clear.length}) |`,
     );
   }
@@ -276,53 +301,57 @@ function report(outcomes: Outcome[], opts: Options, command: string): string {
     const started = o.runs.length + 1; // the baseline too
     const per = (n: number) => (n / started).toFixed(1);
     lines.push(
-      `| ${o.devices} | ${msText(median(durations(c.run_experiment)))} | ${msText(median(durations(c.revert)))} | ${msText(median(durations(c.status)))} | ${msText(median(durations(c.wait_experiment)))} | ` +
+      `| ${label(o)} | ${msText(median(durations(c.run_experiment)))} | ${msText(median(durations(c.revert)))} | ${msText(median(durations(c.status)))} | ${msText(median(durations(c.wait_experiment)))} | ` +
         `${msText(perCandidate)} | ${msText(60_000 / perCandidate)} | ${per(o.smi.gpu + o.smi.list + o.smi.apps)} (${per(o.smi.gpu)}, ${per(o.smi.list)}, ${per(o.smi.apps)}) |`,
     );
   }
   const busyOk = measured.length > 0 && measured.every((o) => o.summary.devices.every((d) => d.fraction >= TARGETS.busy) && o.summary.handoffs.every((h) => !h.dry));
   const gapOk = measured.length > 0 && measured.every((o) => !o.summary.handoffs.length || median(o.summary.handoffs.map((h) => h.gapMs)) < TARGETS.gapMs);
-  const four = measured.find((o) => o.devices === TARGETS.speedup.devices)?.summary;
-  const speedup = four && one ? four.runsPerMinute / one.runsPerMinute : null;
+  const fours = measured.filter((o) => o.devices === TARGETS.speedup.devices);
+  const speedups = one ? fours.map((o) => ({ agents: o.agents, x: o.summary.runsPerMinute / one.runsPerMinute })) : [];
+  const speedup = speedups.length ? Math.min(...speedups.map((s) => s.x)) : null;
   lines.push(
     '',
     'Targets:',
     '',
     `- busy fraction ≥ ${pct(TARGETS.busy)} on every device, the queue never dry: ${met(busyOk)}`,
     `- hand-off gap (lease given back → the next run's work begins) median < ${TARGETS.gapMs} ms: ${met(gapOk)}`,
-    `- speed-up with ${TARGETS.speedup.devices} devices ≥ ${TARGETS.speedup.atLeast}×: ${speedup === null ? `not measured (needs --devices with 1 and ${TARGETS.speedup.devices})` : `${met(speedup >= TARGETS.speedup.atLeast)} (${speedup.toFixed(2)}×)`}`,
+    `- speed-up with ${TARGETS.speedup.devices} devices ≥ ${TARGETS.speedup.atLeast}×: ${speedup === null ? `not measured (needs --devices with 1 and ${TARGETS.speedup.devices})` : `${met(speedup >= TARGETS.speedup.atLeast)} (${speedups.map((x) => `${x.x.toFixed(2)}× with ${x.agents} agent(s)`).join(', ')})`}`,
   );
-  const overlaps = measured.flatMap((o) => o.summary.devices.filter((d) => d.overlaps).map((d) => `${o.devices} devices, GPU ${d.device}: ${d.overlaps}`));
+  const overlaps = measured.flatMap((o) => o.summary.devices.filter((d) => d.overlaps).map((d) => `${label(o)} devices, GPU ${d.device}: ${d.overlaps}`));
   if (overlaps.length) lines.push('', `Runs that overlapped on one device (a double lease): ${overlaps.join('; ')}`);
-  const problems = outcomes.flatMap((o) => [...(o.error ? [`${o.devices} devices: ${o.error}`] : []), ...o.failed.map((f) => `${o.devices} devices: ${f}`)]);
+  const problems = outcomes.flatMap((o) => [...(o.error ? [`${label(o)} devices: ${o.error}`] : []), ...o.failed.map((f) => `${label(o)} devices: ${f}`)]);
   if (problems.length) lines.push('', `Errors: ${problems.join('; ')}`);
   return lines.join('\n') + '\n';
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { sleep: { type: 'string' }, runs: { type: 'string' }, devices: { type: 'string' }, sandbox: { type: 'string' }, json: { type: 'string' }, 'keep-repos': { type: 'boolean' } },
+    options: { sleep: { type: 'string' }, runs: { type: 'string' }, devices: { type: 'string' }, agents: { type: 'string' }, sandbox: { type: 'string' }, json: { type: 'string' }, 'keep-repos': { type: 'boolean' } },
   });
   const opts: Options = {
     sleep: Number(values.sleep ?? 3),
     runs: Number(values.runs ?? 10),
     devices: (values.devices ?? '1,2,4,8').split(',').map(Number),
+    agents: (values.agents ?? '1').split(',').map(Number),
     sandbox: (values.sandbox ?? 'auto') as Options['sandbox'],
     keepRepos: values['keep-repos'] === true,
     json: values.json,
   };
-  if (!(opts.sleep > 0) || !Number.isInteger(opts.runs) || opts.runs < 2 || opts.devices.some((d) => !Number.isInteger(d) || d < 1 || d > 8) || !['auto', 'required', 'off'].includes(opts.sandbox)) {
-    throw new Error('usage: bench/pool/run.ts [--sleep seconds > 0] [--runs n ≥ 2] [--devices 1,2,4,8 (each 1 to 8)] [--sandbox auto|required|off] [--json out.json] [--keep-repos]');
+  if (!(opts.sleep > 0) || !Number.isInteger(opts.runs) || opts.runs < 2 || opts.devices.some((d) => !Number.isInteger(d) || d < 1 || d > 8) || opts.agents.some((a) => !Number.isInteger(a) || a < 1 || a > 4) || !['auto', 'required', 'off'].includes(opts.sandbox)) {
+    throw new Error('usage: bench/pool/run.ts [--sleep seconds > 0] [--runs n ≥ 2] [--devices 1,2,4,8 (each 1 to 8)] [--agents 1,2 (each 1 to 4)] [--sandbox auto|required|off] [--json out.json] [--keep-repos]');
   }
   if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run `npm run build` first (npm run bench:pool does).');
-  const command = `npx tsx bench/pool/run.ts --sleep ${opts.sleep} --runs ${opts.runs} --devices ${opts.devices.join(',')} --sandbox ${opts.sandbox}`;
+  const command = `npx tsx bench/pool/run.ts --sleep ${opts.sleep} --runs ${opts.runs} --devices ${opts.devices.join(',')}${opts.agents.join(',') === '1' ? '' : ` --agents ${opts.agents.join(',')}`} --sandbox ${opts.sandbox}`;
   process.stderr.write(`device pool: ${opts.devices.join(', ')} device(s), ${opts.runs} runs of ${opts.sleep} s per device\n`);
   const outcomes: Outcome[] = [];
-  for (const devices of opts.devices) {
-    const o = await measure(devices, opts);
-    if (o.error) process.stderr.write(`  ${devices} device(s): ERROR ${o.error}\n`);
-    if (opts.keepRepos) process.stderr.write(`  kept ${o.repo}\n`);
-    outcomes.push(o);
+  for (const agents of opts.agents) {
+    for (const devices of opts.devices) {
+      const o = await measure(devices, agents, opts);
+      if (o.error) process.stderr.write(`  ${devices} device(s), ${agents} agent(s): ERROR ${o.error}\n`);
+      if (opts.keepRepos) process.stderr.write(`  kept ${o.repo}\n`);
+      outcomes.push(o);
+    }
   }
   if (opts.json) writeFileSync(opts.json, JSON.stringify(outcomes, null, 2));
   process.stdout.write(report(outcomes, opts, command));

@@ -126,6 +126,11 @@ export class LoopContext {
   /** This loop lets its runs go: another server (or the next one) may adopt them. */
   endInstance(): void {
     endInstance(this.instance);
+    try {
+      if (this.ledgerHandle) this.registry.letGo();
+    } catch (err) {
+      this.log.warn({ err }, 'could not let go of the runs this server drove; they are adopted once it exits');
+    }
   }
 
   /** Swaps in a reopened ledger (after its file was restored). */

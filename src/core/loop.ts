@@ -29,6 +29,7 @@ export const DEFAULT_WAIT_SECONDS = 45;
 export const MAX_WAIT_SECONDS = 50;
 const PROGRESS_EVERY_MS = 3_000;
 const FOLLOW_OTHERS_MS = 1_000;
+const QUEUED_POLL_MS = 200;
 
 export type RevertResult = Omit<Reverted, 'experiment'> & { experiment: ExperimentView | null };
 
@@ -129,7 +130,9 @@ export class ResearchLoop {
       const config = this.ctx.configOf(session);
       const { running, queued } = slots(this.ctx, session);
       if (!queued.length) return;
-      if (sessionFinished(this.ctx, session, config)) {
+      // A stop or a cap cancels what has not started; maxExperiments does not, as it counted these when it admitted them.
+      const finished = sessionFinished(this.ctx, session, config);
+      if (finished && (finished.stopped || finished.cap !== 'maxExperiments')) {
         for (const q of queued) if (this.driver.claim(q.id)) this.driver.finish(q.id, 'cancelled', 'the session ended before it started');
         return;
       }
@@ -150,7 +153,14 @@ export class ResearchLoop {
 
   async waitExperiment(id: number, waitSeconds = DEFAULT_WAIT_SECONDS, onProgress?: (p: Progress) => void): Promise<ExperimentView> {
     await this.guard();
-    const e = this.ctx.requireExperiment(id);
+    let e = this.ctx.requireExperiment(id);
+    const deadline = Date.now() + clampWait(waitSeconds) * 1000;
+    // A queued candidate is waited for too: until a slot takes it, then as it runs, within the same wait.
+    while (e.state === 'queued' && Date.now() < deadline && !this.ctx.closed) {
+      await sleep(QUEUED_POLL_MS);
+      e = this.ctx.requireExperiment(id);
+    }
+    waitSeconds = Math.max(0, (deadline - Date.now()) / 1000);
     if (e.state === 'running') {
       const followed = this.heldBy ? this.pollUntilDone(id) : this.driver.drive(id);
       const config = this.ctx.configOf(this.ctx.ledger.session(e.sessionId)!);
@@ -377,6 +387,9 @@ export class ResearchLoop {
         waiting.push(e.id);
         continue;
       }
+      // This loop's own runs (one being launched has no driver yet) are never orphans.
+      const owner = this.ctx.registry.ownerOf(e.kind === 'repeat' && e.repeatOf !== null ? e.repeatOf : e.id);
+      if (owner?.instance === this.ctx.instance) continue;
       if (!this.driver.claim(e.id)) continue; // a live server drives it
       adopted.push(e.id);
       if (e.phase !== 'repeats' && (e.state === 'queued' || !e.supervisorPid || !e.runToken)) {

@@ -5,14 +5,18 @@ import type { LoopContext } from './context.js';
 import type { RunCases } from './cases.js';
 import { checkConstraints, constraintFailureOf, decisionReport, machineOf, type PairedCases } from './decision.js';
 import type { Driver } from './driver.js';
-import type { ExperimentRow, FinalState, SessionRow } from './ledger.js';
-import { nextSide, summarize } from './statistics.js';
+import type { ExperimentRow, FinalState, GpuAssignment, SessionRow } from './ledger.js';
+import { capacityOf, slots } from './parallel.js';
+import { batchSides, summarize, type Side } from './statistics.js';
 import type { Config } from './config.js';
 import type { DecisionReport } from './views.js';
 
 /**
- * Runs more measurements until the experiment is decided. Each repeat is an ordinary run with its
- * own row, workspace, budget, kill and log; the agent's tree is never touched, so it may keep editing.
+ * Runs more measurements until the experiment is decided. Each repeat is an ordinary run with its own row, workspace,
+ * budget, kill and log; the agent's tree is never touched, so it may keep editing. With devices (or CPU slots) free,
+ * the runs go in batches: one on the experiment's own devices, the others on spare devices of the same model, all
+ * followed to their end before one look at the evidence. A batch is one look, so there are never more looks than one
+ * run at a time would take, and the decision's error rate holds.
  */
 export async function repeatUntilDecided(ctx: LoopContext, driver: Driver, rootId: number): Promise<void> {
   for (;;) {
@@ -21,42 +25,120 @@ export async function repeatUntilDecided(ctx: LoopContext, driver: Driver, rootI
     const session = ctx.ledger.session(root.sessionId)!;
     const config = ctx.configOf(session);
     const runs = ctx.ledger.runsOf(rootId);
-    const active = runs.find((r) => r.id !== rootId && (r.state === 'running' || r.state === 'queued'));
-    if (active?.state === 'queued') {
-      // Only a restart between recording a repeat and starting it leaves one queued: it never ran.
-      driver.finish(active.id, 'cancelled', 'ratchet restarted before this repeat started');
+    const inFlight = runs.filter((r) => r.id !== rootId && (r.state === 'running' || r.state === 'queued'));
+    if (inFlight.length) {
+      // Only a restart between recording a batch and starting it leaves repeats queued: they never ran.
+      for (const q of inFlight.filter((r) => r.state === 'queued')) driver.finish(q.id, 'cancelled', 'ratchet restarted before this repeat started');
+      await followBatch(ctx, driver, rootId, inFlight.filter((r) => r.state === 'running'));
       continue;
     }
-    if (active) {
-      await driver.drive(active.id);
-      continue;
-    }
-    const failed = runs.find((r) => r.id !== rootId && r.state !== 'measured' && r.state !== 'cancelled');
+    const failures = runs.filter((r) => r.id !== rootId && r.state !== 'measured' && r.state !== 'cancelled');
+    // In a batch both sides may fail: the candidate's own failure decides.
+    const failed = failures.find((r) => r.commit === root.commit) ?? failures[0];
     if (failed && root.kind !== 'baseline' && failed.commit === root.commit) {
       driver.finish(rootId, failed.state as FinalState, `its repeat #${failed.id} ${failed.state}: ${failed.reason ?? 'no reason recorded'}`);
       return;
     }
+    let room: number;
     if (root.kind === 'baseline') {
       // Case results carry their own binomial noise: the paired test needs no calibration runs unless the config asks.
       const wanted = config.decision.baselineRepeats ?? (ctx.ledger.caseResults(root.id) ? 1 : baselineRepeatsOf(config));
       if (failed || runs.length >= wanted) return concludeBaseline(ctx, driver, root, runs.length, failed);
+      room = wanted - runs.length;
     } else {
-      const report = currentReport(ctx, root, session, config, { final: !!failed });
+      // maxRepeats pairs at most: a batch never takes the decision past them.
+      room = 2 * config.decision.maxRepeats - measuredRuns(root, runs).length;
+      const report = currentReport(ctx, root, session, config, { final: !!failed || room <= 0 });
       if (report.verdict !== 'pending') return concludeCandidate(ctx, driver, root, report, failed);
     }
-    const side = root.kind === 'baseline' ? 'candidate' : nextSide(runs.length);
-    const repeat = ctx.ledger.createExperiment({
-      sessionId: session.id,
-      kind: 'repeat',
-      repeatOf: rootId,
-      commit: side === 'candidate' ? root.commit! : root.parentCommit,
-      parentCommit: root.parentCommit,
-      description: `${root.kind === 'baseline' ? 'calibration' : side === 'best' ? 'best re-measured' : 'candidate repeated'} for #${rootId}`,
-      host: hostname(),
-    });
-    await driver.launch(repeat, config, 'run', root.gpus);
-    await driver.drive(repeat.id);
+    const batch = await launchBatch(ctx, driver, root, config, runs, room);
+    await followBatch(ctx, driver, rootId, batch);
   }
+}
+
+/** The root's run and its measured repeats: what the sides are counted over. */
+function measuredRuns(root: ExperimentRow, runs: ExperimentRow[]): ExperimentRow[] {
+  return runs.filter((r) => r.id === root.id || r.state === 'measured');
+}
+
+/**
+ * Records and starts the next batch of at most `room` runs: one on the experiment's own devices, one on each spare
+ * lease the pool gives now. The slots `parallel` leaves unfilled stay free for candidates the agent may submit.
+ */
+async function launchBatch(ctx: LoopContext, driver: Driver, root: ExperimentRow, config: Config, runs: ExperimentRow[], room: number): Promise<ExperimentRow[]> {
+  const spares = await driver.pool.leaseSpare(root, config, { max: room - 1, keepFree: await unfilledSlots(ctx, driver, root, config) });
+  const measured = measuredRuns(root, runs);
+  // A look needs whole pairs: a batch that would leave one side a run ahead is one run smaller.
+  if (root.kind !== 'baseline' && spares.length && (measured.length + 1 + spares.length) % 2 === 1) driver.pool.giveBack(spares.splice(-1));
+  const devices = [root.gpus, ...spares.map((s) => s.gpus)];
+  const sides: Side[] = root.kind === 'baseline' ? devices.map(() => 'candidate') : sidesFor(root, measured, devices);
+  const batch: ExperimentRow[] = [];
+  try {
+    for (const [i, side] of sides.entries()) {
+      const repeat = ctx.ledger.createExperiment({
+        sessionId: root.sessionId,
+        kind: 'repeat',
+        repeatOf: root.id,
+        commit: side === 'candidate' ? root.commit! : root.parentCommit,
+        parentCommit: root.parentCommit,
+        description: `${root.kind === 'baseline' ? 'calibration' : side === 'best' ? 'best re-measured' : 'candidate repeated'} for #${root.id}`,
+        host: hostname(),
+        // The experiment's agent, whichever server drives it (it may have adopted the run of another agent's server).
+        agent: ctx.ledger.agentOf(root.id),
+      });
+      if (i > 0) driver.pool.hold(spares[i - 1]!, repeat.id);
+      batch.push(repeat);
+    }
+  } finally {
+    driver.pool.giveBack(spares.slice(Math.max(0, batch.length - 1)));
+  }
+  for (const [i, repeat] of batch.entries()) {
+    if (ctx.closed) break; // the next server cancels what was not started
+    // Cancelled while the batch starts: the runs not started yet never will.
+    if (!ctx.stillRunning(root.id)) driver.finish(repeat.id, 'cancelled', 'cancelled with its experiment');
+    else await driver.launch(repeat, config, 'run', devices[i]);
+  }
+  return batch;
+}
+
+/** The side each device of a batch measures, from what each measured before in this decision (see batchSides). */
+function sidesFor(root: ExperimentRow, measured: ExperimentRow[], devices: (GpuAssignment | null)[]): Side[] {
+  const sideOf = (r: ExperimentRow): Side => (r.commit === root.commit ? 'candidate' : 'best');
+  const history = devices.map((d) => {
+    const key = deviceKey(d);
+    return key === null ? [] : measured.filter((r) => deviceKey(r.gpus) === key).map(sideOf);
+  });
+  const candidate = measured.filter((r) => sideOf(r) === 'candidate').length;
+  return batchSides({ candidate, best: measured.length - candidate }, history);
+}
+
+/** Which devices a run used, or null for a CPU slot (slots are alike, and a run does not record which it had). */
+function deviceKey(gpus: GpuAssignment | null): string | null {
+  return gpus ? (gpus.uuids ?? gpus.indices.map(String)).join(',') : null;
+}
+
+/** Runs' worth of devices to leave free: the slots under `parallel` that no experiment of the session fills now. */
+async function unfilledSlots(ctx: LoopContext, driver: Driver, root: ExperimentRow, config: Config): Promise<number> {
+  const wanted = capacityOf(config);
+  if (wanted === 1) return 0; // one experiment at a time: this one
+  const session = ctx.ledger.session(root.sessionId)!;
+  return Math.max(0, Math.min(wanted, await driver.pool.capacity(config)) - slots(ctx, session).running.length);
+}
+
+/**
+ * Follows a batch's runs to their ends. An experiment cancelled meanwhile stops them all: the cancel stops its oldest
+ * run, and the others are stopped here as soon as the experiment is seen ended.
+ */
+async function followBatch(ctx: LoopContext, driver: Driver, rootId: number, batch: ExperimentRow[]): Promise<void> {
+  const stopIfEnded = () => {
+    if (ctx.closed || ctx.stillRunning(rootId)) return;
+    for (const r of batch) {
+      const now = ctx.ledger.experiment(r.id)!;
+      if (now.state === 'running') driver.cancelStep(now);
+    }
+  };
+  stopIfEnded();
+  await Promise.all(batch.map((r) => driver.drive(r.id).then(stopIfEnded)));
 }
 
 /** Where a candidate stands now, from the session's measurements on its machine. */

@@ -272,8 +272,45 @@ export const FUTILITY = 0.1;
  * Which commit the next repeat measures. Runs go candidate, best, best, candidate, candidate, best …
  * (ABBA), which cancels a linear drift within each pair of pairs and swaps the working tree once per pair.
  */
-export function nextSide(runsSoFar: number): 'candidate' | 'best' {
-  return ['candidate', 'best', 'best', 'candidate'][runsSoFar % 4] as 'candidate' | 'best';
+export function nextSide(runsSoFar: number): Side {
+  return ['candidate', 'best', 'best', 'candidate'][runsSoFar % 4] as Side;
+}
+
+export type Side = 'candidate' | 'best';
+
+/**
+ * The sides of a batch of runs measured at once, one per device. `history[i]` is what device i measured before in this
+ * decision, oldest first (empty for a device new to it, or one that cannot be told apart, like a CPU slot); `before`
+ * counts the decision's runs of each side. The batch brings the sides level when its size allows, since a look needs
+ * whole pairs. Each device keeps its own ABBA order, so every two of its runs measure both sides and a device faster
+ * than its peers weighs on both alike; a device new to the decision takes the side the batch still needs. On one
+ * device this is nextSide's order.
+ */
+export function batchSides(before: { candidate: number; best: number }, history: Side[][]): Side[] {
+  const size = history.length;
+  const runs = before.candidate + before.best;
+  const even = (size - (before.candidate - before.best)) / 2;
+  // An odd batch cannot level the sides: its extra run goes where the ABBA order would put it.
+  const candidates = Math.min(size, Math.max(0, Number.isInteger(even) ? even : nextSide(runs) === 'candidate' ? Math.ceil(even) : Math.floor(even)));
+  const left = { candidate: candidates, best: size - candidates };
+  const sides: (Side | null)[] = history.map((past) => {
+    if (!past.length) return null;
+    const first = past[0]!;
+    const wanted = nextSide(past.length) === 'candidate' ? first : other(first);
+    if (!left[wanted]) return null;
+    left[wanted]--;
+    return wanted;
+  });
+  return sides.map((side, i) => {
+    if (side) return side;
+    const pick = left.candidate > left.best ? 'candidate' : left.best > left.candidate ? 'best' : (i + runs) % 2 === 0 ? 'candidate' : 'best';
+    left[pick]--;
+    return pick;
+  });
+}
+
+function other(side: Side): Side {
+  return side === 'candidate' ? 'best' : 'candidate';
 }
 
 // ---------------------------------------------------------------- pruning

@@ -71,7 +71,9 @@ export function errorResult(err: unknown): CallToolResult {
   const e = isRatchetError(err)
     ? err
     : new RatchetError('internal', `Internal error: ${(err as Error)?.message ?? String(err)}`, 'Call status to see where the session stands; if this repeats, report it with .ratchet/server.log.');
-  return { isError: true, content: [{ type: 'text', text: `[${e.code}] ${e.toText()}` }] };
+  // The details (the id a stale candidate is measured again as, the conflicting paths) as one JSON line a client can read.
+  const details = e.details && Object.keys(e.details).length ? `\nDetails: ${JSON.stringify(e.details)}` : '';
+  return { isError: true, content: [{ type: 'text', text: `[${e.code}] ${e.toText()}${details}` }] };
 }
 
 export function registerTool(server: McpServer, def: AnyToolDefinition, getLoop: () => ResearchLoop, log: Logger): void {

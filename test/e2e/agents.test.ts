@@ -112,7 +112,9 @@ describe('several agents on one ledger', () => {
     const stale = (ka.isError ? ka : kb).content[0]!.text;
     expect(stale).toMatch(/stale_candidate|measured against a best that has moved/);
     const loser = ka.isError ? main : agentB;
-    const remeasuredId = Number(/measured as experiment (\d+)/.exec(stale)![1]);
+    // The error's details reach the client as a JSON line: the id the carried change is measured as.
+    const remeasuredId = (JSON.parse(/^Details: (.*)$/m.exec(stale)![1]!) as { remeasuredAs: number }).remeasuredAs;
+    expect(stale).toContain(`measured as experiment ${remeasuredId}`);
     const remeasured = await loser.finish(remeasuredId);
     expect(remeasured, JSON.stringify(remeasured)).toMatchObject({ state: 'measured' });
     expect(remeasured.metric).toBeCloseTo(0.6); // both changes, measured together

@@ -106,6 +106,11 @@ export class AgentRegistry {
       .immediate();
   }
 
+  /** This loop stops driving: its runs are nobody's, so any server (another process's too) may take them at once. */
+  letGo(): void {
+    this.db.prepare('DELETE FROM run_owners WHERE instance = ?').run(this.instance);
+  }
+
   ownerOf(experimentId: number): RunOwner | undefined {
     const row = this.db.prepare('SELECT * FROM run_owners WHERE experiment_id = ?').get(experimentId) as OwnerRow | undefined;
     return row && toOwner(row);

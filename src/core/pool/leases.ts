@@ -88,6 +88,26 @@ export class Leases {
       .immediate();
   }
 
+  /** Gives leases taken for no experiment (a run not recorded yet) to the experiment that runs on them. */
+  assign(leaseIds: number[], experimentId: number): void {
+    this.db
+      .transaction(() => {
+        const update = this.db.prepare('UPDATE leases SET experiment_id = ? WHERE id = ? AND experiment_id IS NULL AND released_at IS NULL');
+        for (const id of leaseIds) update.run(experimentId, id);
+      })
+      .immediate();
+  }
+
+  /** Ends the given leases, e.g. ones taken for a run that was not started after all. */
+  releaseLeases(leaseIds: number[], why: string): void {
+    this.db
+      .transaction(() => {
+        const release = this.db.prepare('UPDATE leases SET released_at = ?, released_why = ? WHERE id = ? AND released_at IS NULL');
+        for (const id of leaseIds) release.run(now(), why, id);
+      })
+      .immediate();
+  }
+
   /** This process takes over an experiment's leases whose holder is gone (a restarted server following the run again). */
   adopt(experimentId: number): number {
     return this.db

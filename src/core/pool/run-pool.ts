@@ -32,6 +32,13 @@ export function tooFewDevices(perRun: number, found: Discovery): RatchetError {
   return refusals.gpuUnavailable(perRun, `leaves ${found.devices.length} device(s) in the pool${narrowed}`);
 }
 
+/** Leased for a repeat measured beside its experiment's own run (RunPool.leaseSpare); held by no experiment until `hold`. */
+export interface SpareLease {
+  leaseIds: number[];
+  /** The devices, or null for a CPU slot. */
+  gpus: GpuAssignment | null;
+}
+
 /**
  * How long one discovery serves the scheduler: a hand-off asks for the pool's size and then leases from it, and each
  * nvidia-smi spawn blocks the server for 5-10 ms (bench:pool). A device lost meanwhile is caught by the run's sampler.
@@ -95,24 +102,86 @@ export class RunPool {
   releaseWhenDone(run: ExperimentRow): number {
     const rootId = run.repeatOf ?? run.id;
     try {
+      // A repeat that ran on devices of its own (see leaseSpare) gives them back as soon as it ends.
+      const own = run.repeatOf !== null && run.state !== 'running' && run.state !== 'queued' ? this.leases().release(run.id, `repeat ${run.id} ended ${run.state}`) : 0;
       const runs = this.ctx.ledger.runsOf(rootId);
-      if (runs.some((r) => r.state === 'running' || r.state === 'queued')) return 0;
-      return this.leases().release(rootId, `experiment ${rootId} ended ${runs[0]?.state ?? 'unrecorded'}`);
+      if (runs.some((r) => r.state === 'running' || r.state === 'queued')) return own;
+      return own + this.leases().release(rootId, `experiment ${rootId} ended ${runs[0]?.state ?? 'unrecorded'}`);
     } catch (err) {
       this.ctx.log.error({ err, id: rootId }, 'could not release the leases');
       return 0;
     }
   }
 
-  /** A restarted server that follows a run again takes over its experiment's leases from the server that died. */
+  /** A restarted server that follows a run again takes over its experiment's leases (and a repeat's own) from the server that died. */
   adopt(runId: number): number {
     const run = this.ctx.ledger.experiment(runId);
     if (!run) return 0;
     try {
-      return this.leases().adopt(run.repeatOf ?? run.id);
+      return this.leases().adopt(run.repeatOf ?? run.id) + (run.repeatOf !== null ? this.leases().adopt(run.id) : 0);
     } catch (err) {
       this.ctx.log.warn({ err, id: runId }, 'could not take over the leases');
       return 0;
+    }
+  }
+
+  /**
+   * Up to `max` more runs' worth of what `like` runs on, from what is free now (it never waits): gpu.perRun devices of
+   * its GPU model (only one machine's measurements are compared), or a CPU slot. `keepFree` runs' worth stays free for
+   * experiments that may start meanwhile. Never throws: a decision without spare devices runs one run at a time.
+   */
+  async leaseSpare(like: ExperimentRow, config: Config, want: { max: number; keepFree: number }): Promise<SpareLease[]> {
+    const spares: SpareLease[] = [];
+    if (want.max <= 0) return spares;
+    try {
+      const leases = this.leases();
+      if (like.gpus) {
+        const model = like.gpus.model;
+        const perRun = like.gpus.uuids?.length ?? 0;
+        if (!config.gpu || !perRun) return spares; // a row from before leases names no UUIDs
+        const found = await this.discover(config);
+        const all = found.devices.map((d) => gpuResource(d.uuid));
+        this.logReclaimed(leases.reclaim(all));
+        const taken = new Set(leases.live(all).map((l) => l.resource));
+        const free = found.devices.filter((d) => !taken.has(gpuResource(d.uuid)));
+        const same = rankGpus(free.filter((d) => d.name === model));
+        const byResource = new Map(same.map((d) => [gpuResource(d.uuid), d]));
+        const runs = Math.min(want.max, Math.floor(same.length / perRun), Math.floor((free.length - want.keepFree * perRun) / perRun));
+        for (let i = 0; i < runs; i++) {
+          const grant = leases.acquire({ experimentId: null, resources: [...byResource.keys()], count: perRun });
+          if (!grant.ok) break;
+          spares.push({ leaseIds: grant.leases.map((l) => l.id), gpus: assignmentOf(grant.leases.map((l) => byResource.get(l.resource)!)) });
+        }
+        return spares;
+      }
+      const slots = Array.from({ length: cpuSlotsOf(config) }, (_, i) => cpuResource(i));
+      this.logReclaimed(leases.reclaim(slots));
+      const runs = Math.min(want.max, slots.length - leases.live(slots).length - want.keepFree);
+      for (let i = 0; i < runs; i++) {
+        const grant = leases.acquire({ experimentId: null, resources: slots, count: 1 });
+        if (!grant.ok) break;
+        spares.push({ leaseIds: grant.leases.map((l) => l.id), gpus: null });
+      }
+      return spares;
+    } catch (err) {
+      this.ctx.log.warn({ err, id: like.id }, 'could not lease spare devices; the runs go one at a time');
+      this.giveBack(spares);
+      return [];
+    }
+  }
+
+  /** The repeat that runs on a spare lease holds it from now on, so it is given back when that repeat ends. */
+  hold(spare: SpareLease, experimentId: number): void {
+    this.leases().assign(spare.leaseIds, experimentId);
+  }
+
+  /** Spare leases that no run took. */
+  giveBack(spares: SpareLease[]): void {
+    if (!spares.length) return;
+    try {
+      this.leases().releaseLeases(spares.flatMap((s) => s.leaseIds), 'no run took it');
+    } catch (err) {
+      this.ctx.log.error({ err }, 'could not give back spare leases; they are reclaimed when this server ends');
     }
   }
 
@@ -184,13 +253,10 @@ export class RunPool {
         { busy: grant.busy.map((l) => ({ resource: l.resource, experimentId: l.experimentId, pid: l.holder.pid })) },
       );
     }
-    const chosen = grant.leases
-      .map((l) => byResource.get(l.resource))
-      .filter((d): d is Device => d !== undefined)
-      .sort((a, b) => a.index - b.index || (a.migDevice ?? 0) - (b.migDevice ?? 0));
+    const chosen = grant.leases.map((l) => byResource.get(l.resource)).filter((d): d is Device => d !== undefined);
     // Leases held from before (a second acquire) name devices this listing may lack: the recorded assignment stands.
     if (chosen.length < grant.leases.length && e.gpus) return e.gpus;
-    return { indices: chosen.map((d) => d.index), model: chosen[0]?.name ?? null, uuids: chosen.map((d) => d.uuid), nodes: deviceNodes(chosen) };
+    return assignmentOf(chosen);
   }
 
   private acquireCpuSlot(e: ExperimentRow, slots: number): void {
@@ -209,6 +275,12 @@ export class RunPool {
   private logReclaimed(reclaimed: Lease[]): void {
     for (const l of reclaimed) this.ctx.log.warn({ resource: l.resource, experimentId: l.experimentId, holderPid: l.holder.pid }, 'reclaimed a stale lease');
   }
+}
+
+/** What a run records of the devices it leased, in index order. */
+function assignmentOf(devices: Device[]): GpuAssignment {
+  const chosen = [...devices].sort((a, b) => a.index - b.index || (a.migDevice ?? 0) - (b.migDevice ?? 0));
+  return { indices: chosen.map((d) => d.index), model: chosen[0]?.name ?? null, uuids: chosen.map((d) => d.uuid), nodes: deviceNodes(chosen) };
 }
 
 function describe(d: Device | undefined, resource: string): string {
