@@ -16,6 +16,7 @@ export async function createCandidate(ctx: LoopContext, session: SessionRow, con
   const { pins } = await ctx.pinned(session);
   // The agent's edits are read against the best its tree was last brought to; another agent may have kept since.
   const agentBase = ctx.baseOf(session);
+  if (agentBase === null) throw refusals.noBase(ctx.agent, session.tag);
   const scan = await scanSurface({
     repo: ctx.repo,
     git: ctx.git,
@@ -34,7 +35,7 @@ export async function createCandidate(ctx: LoopContext, session: SessionRow, con
   }
   if (!scan.changed.length) throw refusals.nothingToTry(config.editable);
 
-  const e = ctx.ledger.createExperiment({ ...base, host: hostname() });
+  const e = ctx.createOwnExperiment({ ...base, host: hostname() });
   const message = `ratchet #${e.id}: ${input.description}${input.hypothesis ? `\n\n${input.hypothesis}` : ''}\n\nRatchet-Experiment: ${e.id}`;
   let { commit } = await commitCandidate({ git: ctx.git, parent: agentBase, scan, message });
   if (agentBase !== session.bestCommit) {

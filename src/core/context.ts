@@ -8,7 +8,7 @@ import { parseConfig, type Config } from './config.js';
 import type { Executor } from './executor/executor.js';
 import { LocalExecutor } from './executor/local.js';
 import { Git } from './git.js';
-import { Ledger, ledgerPath, type ExperimentRow, type Measurement, type SessionRow } from './ledger.js';
+import { Ledger, ledgerPath, type ExperimentRow, type Measurement, type NewExperiment, type SessionRow } from './ledger.js';
 import * as refusals from './refusals.js';
 import type { Pin } from './surface.js';
 import { Workspaces } from './workspace.js';
@@ -118,9 +118,30 @@ export class LoopContext {
     return withRepoLock(this.commonDir ?? this.home, fn);
   }
 
-  /** The best this agent's tree was last brought to: where its next edits start from. */
-  baseOf(session: SessionRow): string {
-    return this.registry.baseOf(this.agent, session.id) ?? session.bestCommit;
+  /**
+   * The best this agent's tree was last brought to: where its next edits start from. The main worktree starts each
+   * session on its best; an agent's worktree that has none in this session (added before it started) must sync first.
+   */
+  baseOf(session: SessionRow): string | null {
+    return this.registry.baseOf(this.agent, session.id) ?? (this.linked ? null : session.bestCommit);
+  }
+
+  /**
+   * A new experiment, claimed by this loop in the same transaction: no other server's (or this one's) look for orphans
+   * can take it for one while it is being prepared.
+   */
+  createOwnExperiment(e: NewExperiment): ExperimentRow {
+    return this.ledger.transaction(() => {
+      const row = this.ledger.createExperiment(e);
+      this.registry.claim(row.id, e.agent ?? this.agent);
+      return row;
+    });
+  }
+
+  /** What a run must not see: this worktree, the main one with the ledger, and every agent's worktree (their work in progress). */
+  treesToHide(): string[] {
+    const agents = this.hasLedger ? this.registry.agents().map((a) => a.worktree) : [];
+    return [...new Set([this.repo, this.home, ...agents])].filter((dir) => existsSync(dir));
   }
 
   /** This loop lets its runs go: another server (or the next one) may adopt them. */

@@ -60,7 +60,7 @@ export class Driver {
       const executor = ctx.executorFor(config);
       const sandbox = await executor.sandbox();
       const request = await prepareStep(
-        { workspaces: ctx.workspaces, repo: ctx.repo, dir, cacheDir: ctx.cacheDir, hidden: [...new Set([ctx.repo, ctx.home])], sandboxed: sandbox.kind !== 'none' },
+        { workspaces: ctx.workspaces, repo: ctx.repo, dir, cacheDir: ctx.cacheDir, hidden: ctx.treesToHide(), sandboxed: sandbox.kind !== 'none' },
         {
           id: e.id,
           phase,

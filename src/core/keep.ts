@@ -79,8 +79,12 @@ export function completeInterruptedKeep(ctx: LoopContext, session: SessionRow, t
   const pending = undecidedCandidates(ctx, session).find((c) => c.commit === tip);
   if (!pending || pending.parentCommit !== session.bestCommit) return false;
   if (keepRefusal(ctx, session, ctx.configOf(session), pending, false) !== null) return false;
+  const keeper = ctx.ledger.agentOf(pending.id);
+  const keeperBase = ctx.registry.baseOf(keeper, session.id) ?? session.bestCommit;
   ctx.ledger.keep(session.id, pending.id, tip, { reason: 'improved (keep completed after a restart)', forced: false, completedAfterRestart: true });
-  ctx.registry.setBase(ctx.ledger.agentOf(pending.id), session.id, tip);
+  // The keeper's tree holds the candidate: its base moves as keep would have moved it, when the candidate is its tree's
+  // change on that base. Otherwise (carried onto another agent's keep) the base stays, and its next candidate is carried.
+  if (keeperBase === pending.parentCommit) ctx.registry.setBase(keeper, session.id, tip);
   session.bestCommit = tip;
   session.bestExperimentId = pending.id;
   ctx.writeResults(session);

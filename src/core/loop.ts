@@ -1,5 +1,6 @@
 // The research loop, top to bottom as program.md tells it: start a session → run a candidate → wait → keep or revert.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync } from 'node:fs';
+import type { RatchetError } from './errors.js';
 import { LoopContext, type LoopOptions } from './context.js';
 import { createCandidate } from './candidate.js';
 import { Driver } from './driver.js';
@@ -47,6 +48,8 @@ export class ResearchLoop {
   // the ledger runs alone, so checks like "nothing is running" still hold when it acts on them.
   private queue: Promise<unknown> = Promise.resolve();
   private follower: NodeJS.Timeout | null = null;
+  /** Set in an agent's worktree that is not the one registered for its agent: this server then changes nothing. */
+  private identityProblem: RatchetError | null = null;
 
   constructor(opts: LoopOptions) {
     this.ctx = new LoopContext(opts);
@@ -81,7 +84,8 @@ export class ResearchLoop {
   // ---------------------------------------------------------------- 2. run
 
   runExperiment(input: { description: string; hypothesis?: string }): Promise<ExperimentView> {
-    return this.exclusive(async () => {
+    // Under the repo lock: with several agents, "nothing in flight" and the candidate's parent must still hold when it is recorded.
+    return this.exclusive(() => this.ctx.decideAlone(async () => {
       const { session, config } = this.ctx.requireSession();
       this.events.refuseIfFinished(session, config);
       const capacity = capacityOf(config);
@@ -100,7 +104,7 @@ export class ResearchLoop {
       await this.scheduleQueued();
       await diffStats.catch((err: unknown) => this.ctx.log.warn({ err, id: candidate.id }, 'could not count the diff'));
       return reports.experimentView(this.ctx, this.ctx.ledger.experiment(candidate.id)!);
-    }, { evidenceRefs: true });
+    }), { evidenceRefs: true });
   }
 
   /** Launches a candidate's run and follows it; when it ends, the oldest queued candidate takes its slot. */
@@ -138,7 +142,10 @@ export class ResearchLoop {
       }
       for (const q of queued.slice(0, Math.max(0, (await this.slotsFor(config)) - running.length))) {
         const fresh = this.ctx.ledger.experiment(q.id)!;
-        if (fresh.state === 'queued' && this.driver.claim(fresh.id)) await this.start(fresh, config);
+        if (fresh.state !== 'queued' || fresh.commit === null) continue;
+        // Whichever server sees the slot free starts the oldest candidate, another agent's too, and drives it.
+        this.ctx.registry.take(fresh.id, this.ctx.ledger.agentOf(fresh.id));
+        await this.start(fresh, config);
       }
     });
   }
@@ -258,9 +265,11 @@ export class ResearchLoop {
     });
   }
 
-  cancelExperiment(id: number): Promise<ExperimentView> {
+  /** `asUser`: the user's `ratchet stop --cancel`, which may cancel any agent's run; an agent cancels only its own. */
+  cancelExperiment(id: number, asUser = false): Promise<ExperimentView> {
     return this.exclusive(async () => {
       const e = this.ctx.requireExperiment(id);
+      if (!asUser) this.requireOwnExperiment(e);
       if (e.state === 'cancelled') return reports.experimentView(this.ctx, e); // cancelling twice changes nothing
       if (e.state !== 'running' && e.state !== 'queued') throw refusals.notCancellable(id, e.state);
       if (e.kind === 'repeat') throw refusals.repeatNotCancellable(id, e.repeatOf!);
@@ -302,7 +311,7 @@ export class ResearchLoop {
    */
   private async cancelOnStop(id: number, by: 'cli' | 'tool'): Promise<ExperimentView> {
     const holder = by === 'cli' ? await serverHolding(this.repo) : null;
-    if (!holder || holder.pid === process.pid) return this.cancelExperiment(id);
+    if (!holder || holder.pid === process.pid) return this.cancelExperiment(id, true); // stopping the session is for every agent's runs
     const e = this.ctx.requireExperiment(id);
     const target = reports.activeRun(this.ctx, e);
     if (target.id !== id) this.driver.finish(id, 'cancelled', 'cancelled by the user with `ratchet stop --cancel`');
@@ -361,13 +370,28 @@ export class ResearchLoop {
     if (this.heldBy) return [];
     await this.integrity.checkAtStart();
     if (!existsSync(ledgerPath(this.ctx.home))) return [];
-    if (this.ctx.linked) this.ctx.registry.register(this.ctx.agent, this.repo);
+    if (this.ctx.linked) this.checkAgentIdentity();
     const active = this.ctx.ledger.activeSession();
     // Leases of a server that died with its runs are given back before anything asks for them.
     if (active) await this.driver.pool.survey(this.ctx.configOf(active)).catch((err: unknown) => this.ctx.log.warn({ err }, 'could not survey the device pool'));
     const adopted = await this.adoptOrphans();
     this.followOthers();
     return adopted;
+  }
+
+  /**
+   * An agent's worktree speaks for the agent `ratchet worktree add` registered at that path, and for no other: a marker
+   * naming another agent (edited by hand, or copied) would let it decide that agent's experiments.
+   */
+  private checkAgentIdentity(): void {
+    const row = this.ctx.registry.agent(this.ctx.agent);
+    let here = this.repo;
+    try {
+      here = realpathSync(this.repo);
+    } catch {
+      // keep the path as given
+    }
+    if (!row || row.worktree !== here) this.identityProblem = refusals.unknownAgent(this.ctx.agent, here, row?.worktree ?? null);
   }
 
   /**
@@ -453,6 +477,7 @@ export class ResearchLoop {
   private exclusive<T>(fn: () => Promise<T>, checks: { evidenceRefs?: boolean } = {}): Promise<T> {
     const run = this.queue.then(async () => {
       if (this.heldBy) throw refusals.lockedByAnotherServer(this.heldBy);
+      if (this.identityProblem) throw this.identityProblem;
       await this.guard(checks);
       return fn();
     });
@@ -468,7 +493,18 @@ export class ResearchLoop {
   private async onBranch(): Promise<void> {
     const { session } = this.ctx.requireSession();
     const tip = await this.ctx.git.resolve(`refs/heads/${session.branch}`);
-    if (tip === session.bestCommit) return requireOnBranch(this.ctx, session, () => false);
+    if (tip === session.bestCommit) {
+      // Another server's keep may land between the two looks at the branch: then the locked path below decides.
+      let moved = false;
+      try {
+        return await requireOnBranch(this.ctx, session, () => {
+          moved = true;
+          return false;
+        });
+      } catch (err) {
+        if (!moved) throw err;
+      }
+    }
     // The branch is ahead of the ledger: another server may be between the two halves of a keep. Once no keep is in
     // progress anywhere, the ledger is read again; what still differs is an interrupted keep, or a moved branch.
     await this.ctx.decideAlone(async () => {

@@ -66,7 +66,7 @@ export async function carryOntoBest(ctx: LoopContext, session: SessionRow, e: Ex
     ctx.writeResults(session);
     return { kind: 'conflict', conflicts: rebased.conflicts };
   }
-  const next = ctx.ledger.createExperiment({
+  const next = ctx.createOwnExperiment({
     sessionId: session.id,
     kind: 'candidate',
     parentCommit: session.bestCommit,

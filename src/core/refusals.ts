@@ -242,3 +242,20 @@ export const otherAgentsExperiment = (id: number, agent: string, me: string) =>
     'Decide your own experiments: list_experiments {agent: "' + me + '"} lists them.',
     { agent },
   );
+
+export const noBase = (agent: string, tag: string) =>
+  new RatchetError(
+    'behind_best',
+    `Agent "${agent}" has not been brought to the best of session ${tag} yet (its worktree was added before the session started), so ratchet cannot tell your edits from the session's changes.`,
+    'Call sync: it saves your tree under a ref and puts it at the best. Then edit and call run_experiment.',
+  );
+
+export const unknownAgent = (agent: string, here: string, registered: string | null) =>
+  new RatchetError(
+    'other_agent',
+    registered
+      ? `This worktree (${here}) says it is agent "${agent}", but "${agent}" is registered at ${registered}; it changes nothing here.`
+      : `This worktree (${here}) says it is agent "${agent}", which no \`ratchet worktree add\` registered; it changes nothing here.`,
+    'Give each agent its own worktree with `ratchet worktree add <name>` in the main worktree, and start the agent there.',
+    { agent, registered },
+  );

@@ -284,7 +284,7 @@ function agentView(ctx: LoopContext, session: SessionRow | undefined): Status['a
   return {
     name: ctx.agent,
     base,
-    behind: session !== undefined && base !== null && base !== session.bestCommit,
+    behind: session !== undefined && base !== session.bestCommit,
     agents: names.map((name) => ({
       name,
       worktree: name === MAIN_AGENT ? ctx.home : registered.find((a) => a.name === name)!.worktree,

@@ -73,9 +73,8 @@ export async function startSession(ctx: LoopContext, driver: Driver, input: { ta
   ctx.registry.setBase(ctx.agent, session.id, best);
   await ctx.pinned(session);
   ctx.log.info({ tag, branch, best, sandbox: sandbox.kind }, 'session started');
-  const baseline = ctx.ledger.createExperiment({ sessionId: session.id, kind: 'baseline', commit: best, parentCommit: best, description: 'baseline', host: hostname() });
+  const baseline = ctx.createOwnExperiment({ sessionId: session.id, kind: 'baseline', commit: best, parentCommit: best, description: 'baseline', host: hostname() });
   await ctx.git.setRef(`refs/ratchet/${tag}/${baseline.id}`, best);
-  ctx.registry.claim(baseline.id, ctx.agent); // this server drives it, before any other server could take it for an orphan
   const started = await driver.launch(baseline, config, 'run');
   const warnings = await globWarnings(ctx, config, pins);
   if (sandbox.kind === 'none') warnings.push(`Runs are not sandboxed: ${sandbox.why}${sandbox.install ? ` Install one with \`${sandbox.install}\`.` : ''}`);

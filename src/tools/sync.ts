@@ -13,7 +13,7 @@ export const sync = defineTool({
   idempotent: true,
   input: {},
   output: {
-    from: z.string().describe('The best your tree stood on before.'),
+    from: z.string().nullable().describe('The best your tree stood on before; null for a worktree added before the session, whose tree was saved whole.'),
     to: z.string().describe('The best it stands on now.'),
     carried: z.array(z.string()).describe('Files whose edits in progress were carried onto the new best.'),
     conflicts: z.array(z.string()).describe('Files whose edits conflicted with the new best: saved under savedWorktree, and the tree put back at the best.'),
@@ -21,9 +21,9 @@ export const sync = defineTool({
   },
   async handler(_args, { loop }) {
     const r = await loop.sync();
-    const where = r.from === r.to ? `Your tree was already on the best ${r.to.slice(0, 7)}` : `Your tree moved from ${r.from.slice(0, 7)} to the best ${r.to.slice(0, 7)}`;
+    const where = r.from === r.to ? `Your tree was already on the best ${r.to.slice(0, 7)}` : `Your tree moved from ${r.from?.slice(0, 7) ?? 'before the session'} to the best ${r.to.slice(0, 7)}`;
     const edits = r.savedWorktree
-      ? `; your edits to ${r.conflicts.join(', ')} conflict with it and are saved at ${r.savedWorktree} (the tree is at the best)`
+      ? `; ${r.conflicts.length ? `your edits to ${r.conflicts.join(', ')} conflict with it and ` : 'your tree as it was '}${r.conflicts.length ? 'are' : 'is'} saved at ${r.savedWorktree} (the tree is at the best)`
       : r.carried.length
         ? `; your edits to ${r.carried.join(', ')} were carried along`
         : '';

@@ -9,6 +9,7 @@ import { ResearchLoop } from '../../src/core/loop.js';
 import type { ExperimentRow } from '../../src/core/ledger.js';
 import { Leases } from '../../src/core/pool/leases.js';
 import { batchSides, nextSide, type Side } from '../../src/core/statistics.js';
+import { devicesBalanced } from '../../src/core/repeats.js';
 import { silentLogger } from '../../src/log.js';
 import { baseConfig, makeRepo, setConstant } from '../helpers/repo.js';
 import { cleanedUpAfterEach, finished, startWithBaseline } from '../helpers/loop.js';
@@ -269,5 +270,21 @@ describe('parallel repeats', () => {
     rmSync(join(trace, 'shut'));
     for (const e of [id, ...others]) expect((await finished(loop, e)).state).toBe('measured');
     expect(live(loop)).toEqual([]);
+  });
+});
+
+describe('devicesBalanced: when a look may compare the sides', () => {
+  const root = { commit: 'c' } as Parameters<typeof devicesBalanced>[0];
+  const run = (commit: string, uuid: string | null) => ({ commit, gpus: uuid ? { indices: [0], model: 'H100', uuids: [uuid], nodes: null } : null }) as unknown as Parameters<typeof devicesBalanced>[1][number];
+  it('looks on one device as before, the screening look included', () => {
+    expect(devicesBalanced(root, [run('c', 'GPU-0')])).toBe(true);
+    expect(devicesBalanced(root, [run('c', 'GPU-0'), run('b', 'GPU-0'), run('b', 'GPU-0')])).toBe(true);
+  });
+  it('on several devices, only when each measured both sides equally often', () => {
+    expect(devicesBalanced(root, [run('c', 'GPU-0'), run('b', 'GPU-0'), run('c', 'GPU-1'), run('b', 'GPU-2')])).toBe(false);
+    expect(devicesBalanced(root, [run('c', 'GPU-0'), run('b', 'GPU-0'), run('c', 'GPU-1'), run('b', 'GPU-1'), run('b', 'GPU-2'), run('c', 'GPU-2')])).toBe(true);
+  });
+  it('CPU slots count as one device', () => {
+    expect(devicesBalanced(root, [run('c', null), run('b', null), run('c', null)])).toBe(true);
   });
 });

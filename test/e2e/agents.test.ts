@@ -45,7 +45,7 @@ async function connect(dir: string) {
       if (e.state !== 'running' && e.state !== 'queued') return e;
     }
   };
-  return { call, finish, pid: transport.pid! };
+  return { call, finish, pid: transport.pid!, close: () => client.close() };
 }
 
 function setup() {
@@ -199,5 +199,44 @@ describe('several agents on one ledger', () => {
     const kept = await again.call('keep', { id });
     expect(kept.isError).toBeFalsy();
     expect(repo.git('rev-parse', 'ratchet/kill')).toBe(e.commit);
+  }, 180_000);
+
+  it('a worktree added before the session must sync first; an agent cannot cancel another\'s run, nor pass itself off as another agent', async () => {
+    const { repo } = setup();
+    const b = addAgent(repo, 'b'); // before any session: its tree has no base in the session to come
+    const main = await connect(repo.dir);
+    const started = await main.call('start_session', { tag: 'late' });
+    await main.finish(started.structuredContent!.baseline.id);
+    const agentB = await connect(b.path);
+    const trainB = join(b.path, 'train.mjs');
+    setLine(trainB, 'B', '0.3');
+    const refused = await agentB.call('run_experiment', { description: 'no base yet', wait_seconds: 0 });
+    expect(refused.isError).toBe(true);
+    expect(refused.content[0]!.text).toContain('[behind_best]');
+    expect((await agentB.call('status')).structuredContent!.agent.behind).toBe(true);
+    const synced = await agentB.call('sync');
+    expect(synced.structuredContent!.from).toBeNull();
+    const saved = synced.structuredContent!.savedWorktree as string;
+    expect(repo.git('show', `${saved}:train.mjs`)).toContain('const B = 0.3;'); // nothing lost
+    expect(readFileSync(trainB, 'utf8')).toContain('const B = 0.5;'); // the tree is at the best
+
+    setLine(trainB, 'B', '0.3');
+    setLine(trainB, 'SLEEP_MS', '3000');
+    const run = await agentB.call('run_experiment', { description: 'lower B', wait_seconds: 0 });
+    expect(run.isError).toBeFalsy();
+    const id = run.structuredContent!.experiment.id;
+    const cancel = await main.call('cancel_experiment', { id });
+    expect(cancel.isError).toBe(true);
+    expect(cancel.content[0]!.text).toContain('[other_agent]');
+    expect((await agentB.finish(id)).state).toBe('measured');
+
+    // Agent b's marker rewritten to name another agent: its server changes nothing.
+    const gitDir = execFileSync('git', ['rev-parse', '--absolute-git-dir'], { cwd: b.path, encoding: 'utf8' }).trim();
+    writeFileSync(join(gitDir, 'ratchet-agent'), 'c\n');
+    await agentB.close();
+    const spoof = await connect(b.path);
+    const attempt = await spoof.call('revert', {});
+    expect(attempt.isError).toBe(true);
+    expect(attempt.content[0]!.text).toContain('no `ratchet worktree add` registered');
   }, 180_000);
 });

@@ -106,6 +106,19 @@ export class AgentRegistry {
       .immediate();
   }
 
+  /**
+   * This loop takes a queued candidate over, whoever created it: only the scheduler does, under the repo lock, where it
+   * also starts it, so no one else is starting it meanwhile.
+   */
+  take(experimentId: number, agent: string): void {
+    this.db
+      .transaction(() => {
+        this.db.prepare('DELETE FROM run_owners WHERE experiment_id = ?').run(experimentId);
+        this.claim(experimentId, agent);
+      })
+      .immediate();
+  }
+
   /** This loop stops driving: its runs are nobody's, so any server (another process's too) may take them at once. */
   letGo(): void {
     this.db.prepare('DELETE FROM run_owners WHERE instance = ?').run(this.instance);

@@ -14,19 +14,25 @@ const RETRY_MS = 15;
 
 /** Within one process the lock is a queue; across processes an abstract Unix socket (a lock file elsewhere). */
 const queues = new Map<string, Promise<unknown>>();
-/** The locks the current async call chain holds: a decision that schedules (a keep starting a carried candidate) re-enters. */
-const holding = new AsyncLocalStorage<Set<string>>();
+/**
+ * The locks the current async call chain holds, so a decision that schedules (a keep starting a carried candidate)
+ * re-enters. Each entry is cleared when its lock is released: a callback created inside (a run's end) that fires later
+ * sees it cleared and takes the lock itself.
+ */
+const holding = new AsyncLocalStorage<{ key: string; held: boolean }[]>();
 
 export async function withRepoLock<T>(commonDir: string, fn: () => Promise<T>): Promise<T> {
   const key = createHash('sha256').update(commonDir).digest('hex');
-  const held = holding.getStore();
-  if (held?.has(key)) return fn();
+  const held = holding.getStore() ?? [];
+  if (held.some((h) => h.key === key && h.held)) return fn();
   const before = queues.get(key) ?? Promise.resolve();
   const run = before.then(async () => {
     const release = await acquire(key, commonDir);
+    const mine = { key, held: true };
     try {
-      return await holding.run(new Set([...(held ?? []), key]), fn);
+      return await holding.run([...held, mine], fn);
     } finally {
+      mine.held = false;
       release();
     }
   });

@@ -6,8 +6,8 @@ import { rebaseCandidate } from '../rebase.js';
 import { commitCandidate, resetSurface, scanSurface } from '../surface.js';
 
 export interface Synced {
-  /** The best the tree stood on before, and the one it stands on now. */
-  from: string;
+  /** The best the tree stood on before (null for a worktree that had none in this session), and the one it stands on now. */
+  from: string | null;
   to: string;
   /** Editable files with edits in progress that were carried onto the new best (merged line by line where both changed). */
   carried: string[];
@@ -22,10 +22,20 @@ export interface Synced {
  * edits are kept under a ref.
  */
 export async function syncToBest(ctx: LoopContext, session: SessionRow, config: Config): Promise<Synced> {
-  const from = ctx.baseOf(session);
+  const base = ctx.baseOf(session);
   const to = session.bestCommit;
-  const { pins } = await ctx.pinned(session);
   const rules = { editable: config.editable, protectedGlobs: config.protected, outputs: config.run.outputs };
+  if (base === null) {
+    // A worktree added before the session: its edits cannot be told from the session's changes, so the tree is saved whole.
+    const snap = await ctx.git.snapshot(to, `ratchet: ${ctx.agent}'s tree before its first sync in session ${session.tag}`);
+    const savedWorktree = `refs/ratchet/${session.tag}/worktree-${ctx.agent}-${Date.now()}`;
+    await ctx.git.setRef(savedWorktree, snap.commit);
+    await resetSurface({ git: ctx.git, commit: to, ...rules });
+    await moveAgentBase(ctx, session, to);
+    return { from: null, to, carried: [], conflicts: [], savedWorktree };
+  }
+  const from = base;
+  const { pins } = await ctx.pinned(session);
   const scan = await scanSurface({ repo: ctx.repo, git: ctx.git, baseCommit: from, pins, ...rules });
   if (!scan.changed.length) {
     if (from !== to) await resetSurface({ git: ctx.git, commit: to, ...rules });
