@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import Database from 'better-sqlite3';
 import { connect } from './server.js';
 
 /** Each candidate's true change to a score of 1.0 (lower is better), with noise of sd ~0.03 per run. */
@@ -66,7 +67,8 @@ async function measure(devices: number, sleep: number, sandbox: string): Promise
     const gpus = new Set<number>();
     let best = 1.0;
     for (const [i, delta] of CANDIDATES.entries()) {
-      writeFileSync(join(repo, 'value.txt'), `${(best + delta).toFixed(3)}\n`);
+      // One more decimal each time, so even a change of 0 is an edit of the file.
+      writeFileSync(join(repo, 'value.txt'), `${(best + delta).toFixed(3 + i)}\n`);
       t = Date.now();
       const id = (await server.call('run_experiment', { description: `change ${i + 1}: ${delta}`, wait_seconds: 0 })).experiment.id;
       const e = await settled(id);
@@ -80,9 +82,12 @@ async function measure(devices: number, sleep: number, sandbox: string): Promise
       } else {
         await server.call('revert', { id });
       }
-      for (const g of (e.gpus as number[] | null) ?? []) gpus.add(g);
       process.stderr.write(`  ${devices} device(s): decision ${i + 1}/${CANDIDATES.length}: ${verdict}, ${e.runs} runs, ${seconds.toFixed(1)} s\n`);
     }
+    // Every device any run of the session used, repeats included, from the ledger.
+    const db = new Database(join(repo, '.ratchet', 'ratchet.db'), { readonly: true });
+    for (const g of db.prepare('SELECT DISTINCT gpus FROM experiments WHERE gpus IS NOT NULL').pluck().all() as string[]) for (const i of (JSON.parse(g) as { indices: number[] }).indices) gpus.add(i);
+    db.close();
     return { baseline, decisions, devicesUsed: gpus.size };
   } finally {
     await server.close();
@@ -109,7 +114,7 @@ async function main(): Promise<void> {
     `One agent, \`parallel: 1\`, significant rule (confidence 0.95, maxRepeats 4, baselineRepeats 4), the fake nvidia-smi narrowed to n devices. ` +
       `${CANDIDATES.length} candidates with true changes ${CANDIDATES.join(', ')} to a score of 1.0, noise uniform of width ${NOISE} per run; each run sleeps ${sleep} s.`,
     '',
-    '| devices | baseline (s) | decisions | runs per decision (mean) | wall time per decision (mean s) | speed-up per decision vs 1 | verdicts | devices used |',
+    '| devices | baseline (s) | decisions | runs per decision (mean) | wall time per decision (mean s) | speed-up per decision vs 1 | verdicts | devices any run used |',
     '|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => {
       const wall = mean(r.decisions.map((d) => d.seconds));

@@ -1,4 +1,5 @@
 // Repeats: the baseline's calibration runs, and a candidate measured against the best (ABBA) until the verdict is clear.
+import { randomInt } from 'node:crypto';
 import { hostname } from 'node:os';
 import { baselineRepeatsOf } from './config.js';
 import type { LoopContext } from './context.js';
@@ -48,13 +49,8 @@ export async function repeatUntilDecided(ctx: LoopContext, driver: Driver, rootI
     } else {
       // maxRepeats pairs at most: a batch never takes the decision past them.
       room = 2 * config.decision.maxRepeats - measuredRuns(root, runs).length;
-      const final = !!failed || room <= 0;
-      // A look compares the sides only where every device measured each side equally often: then a device's own speed
-      // adds the same to both means and cancels. Skipping an unbalanced look only lowers the number of looks.
-      if (final || devicesBalanced(root, measuredRuns(root, runs))) {
-        const report = currentReport(ctx, root, session, config, { final });
-        if (report.verdict !== 'pending') return concludeCandidate(ctx, driver, root, report, failed);
-      }
+      const report = currentReport(ctx, root, session, config, { final: !!failed || room <= 0 });
+      if (report.verdict !== 'pending') return concludeCandidate(ctx, driver, root, report, failed);
     }
     const batch = await launchBatch(ctx, driver, root, config, runs, room);
     await followBatch(ctx, driver, rootId, batch);
@@ -114,20 +110,9 @@ function sidesFor(root: ExperimentRow, measured: ExperimentRow[], devices: (GpuA
     return key === null ? [] : measured.filter((r) => deviceKey(r.gpus) === key).map(sideOf);
   });
   const candidate = measured.filter((r) => sideOf(r) === 'candidate').length;
-  return batchSides({ candidate, best: measured.length - candidate }, history);
-}
-
-/**
- * True when the decision ran on one device (the looks of one run at a time, the screening look included), or when on
- * every device it used the candidate and the best were measured equally often (CPU slots count as one device).
- */
-export function devicesBalanced(root: ExperimentRow, measured: ExperimentRow[]): boolean {
-  const counts = new Map<string, number>();
-  for (const r of measured) {
-    const key = deviceKey(r.gpus) ?? 'cpu';
-    counts.set(key, (counts.get(key) ?? 0) + (r.commit === root.commit ? 1 : -1));
-  }
-  return counts.size <= 1 || [...counts.values()].every((n) => n === 0);
+  // A coin decides which new device takes which side: a device's own speed becomes noise across decisions, never a
+  // bias of one side. Runs on several devices sit in one group of repeats, so the pooled noise includes their spread.
+  return batchSides({ candidate, best: measured.length - candidate }, history, randomInt(2) === 1);
 }
 
 /** Which devices a run used, or null for a CPU slot (slots are alike, and a run does not record which it had). */

@@ -283,10 +283,11 @@ export type Side = 'candidate' | 'best';
  * decision, oldest first (empty for a device new to it, or one that cannot be told apart, like a CPU slot); `before`
  * counts the decision's runs of each side. The batch brings the sides level when its size allows, since a look needs
  * whole pairs. Each device keeps its own ABBA order, so every two of its runs measure both sides and a device faster
- * than its peers weighs on both alike; a device new to the decision takes the side the batch still needs. On one
- * device this is nextSide's order.
+ * than its peers weighs on both alike; a device new to the decision takes the side the batch still needs, and where
+ * either would do, `swap` (a coin the caller flips) decides which new device takes which, so no device is the
+ * candidate's decision after decision. On one device this is nextSide's order.
  */
-export function batchSides(before: { candidate: number; best: number }, history: Side[][]): Side[] {
+export function batchSides(before: { candidate: number; best: number }, history: Side[][], swap = false): Side[] {
   const size = history.length;
   const runs = before.candidate + before.best;
   const even = (size - (before.candidate - before.best)) / 2;
@@ -303,7 +304,7 @@ export function batchSides(before: { candidate: number; best: number }, history:
   });
   return sides.map((side, i) => {
     if (side) return side;
-    const pick = left.candidate > left.best ? 'candidate' : left.best > left.candidate ? 'best' : (i + runs) % 2 === 0 ? 'candidate' : 'best';
+    const pick = left.candidate > left.best ? 'candidate' : left.best > left.candidate ? 'best' : ((i + runs) % 2 === 0) !== swap ? 'candidate' : 'best';
     left[pick]--;
     return pick;
   });

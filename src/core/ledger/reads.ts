@@ -77,13 +77,15 @@ export class LedgerReads {
     return { rows, total, nextBeforeId: rows.length === opts.limit && rows.length ? rows[rows.length - 1]!.id : null };
   }
 
-  /** One agent's experiments in flight (queued or running) and kept, in a session. */
+  /**
+   * One agent's experiments in flight (queued or running) and kept, in a session. Each count walks a partial index
+   * (unfinished, kept), so it stays cheap on a ledger of 100,000 experiments.
+   */
   agentCounts(sessionId: number, agent: string): { inFlight: number; kept: number } {
-    const row = this.stmt(
-      `SELECT COALESCE(SUM(state IN ('queued','running')), 0) AS inFlight, COALESCE(SUM(decision = 'kept' AND kind = 'candidate'), 0) AS kept FROM experiments
-       WHERE session_id = ? AND kind != 'repeat' AND COALESCE((SELECT agent FROM experiment_agents a WHERE a.experiment_id = experiments.id), '${MAIN_AGENT}') = ?`,
-    ).get(sessionId, agent) as { inFlight: number; kept: number };
-    return row;
+    const byAgent = `COALESCE((SELECT agent FROM experiment_agents a WHERE a.experiment_id = experiments.id), '${MAIN_AGENT}') = ?`;
+    const inFlight = this.stmt(`SELECT COUNT(*) FROM experiments WHERE state IN ('queued','running') AND session_id = ? AND kind != 'repeat' AND ${byAgent}`).pluck().get(sessionId, agent) as number;
+    const kept = this.stmt(`SELECT COUNT(*) FROM experiments WHERE decision = 'kept' AND session_id = ? AND kind = 'candidate' AND ${byAgent}`).pluck().get(sessionId, agent) as number;
+    return { inFlight, kept };
   }
 
   countsByState(sessionId: number): Partial<Record<ExperimentState, number>> {

@@ -1,0 +1,91 @@
+// The device pool over stdio: the built server on a fake nvidia-smi of 4 devices (the recorded h100x8, narrowed by the
+// server's CUDA_VISIBLE_DEVICES), with 4 runs in flight and a fifth queued, and one decision's repeats spread over devices.
+import { describe, it, expect, afterEach } from 'vitest';
+import Database from 'better-sqlite3';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { makeRepo, baseConfig, type TestRepo } from '../helpers/repo.js';
+import { connectServer, type ServerClient } from '../helpers/server.js';
+
+const FAKE_SMI_DIR = fileURLToPath(new URL('../fixtures/nvidia-smi/', import.meta.url));
+// A noisy score around V; each run sleeps first, so runs started together overlap.
+const TRAIN = `const V = 1.0;
+const SLEEP_MS = 700;
+await new Promise((r) => setTimeout(r, SLEEP_MS));
+console.log('score: ' + (V + (Math.random() - 0.5) * 0.2).toFixed(5));
+`;
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function serve(config: Record<string, unknown>): Promise<{ repo: TestRepo; server: ServerClient }> {
+  const repo = makeRepo({ 'train.mjs': TRAIN }, baseConfig({ sandbox: 'off', run: { command: 'node train.mjs', budgetSeconds: 60, graceSeconds: 1 }, metric: { name: 'score', direction: 'minimize' }, ...config }));
+  cleanups.push(() => repo.cleanup());
+  const state = mkdtempSync(join(tmpdir(), 'ratchet-smi-'));
+  cleanups.push(() => rmSync(state, { recursive: true, force: true }));
+  const server = await connectServer(repo.dir, {
+    env: { PATH: `${FAKE_SMI_DIR}${delimiter}${process.env.PATH}`, FAKE_NVIDIA_SMI_FIXTURE: 'h100x8', FAKE_NVIDIA_SMI_STATE: state, CUDA_VISIBLE_DEVICES: '0,1,2,3' },
+  });
+  cleanups.push(() => server.close());
+  return { repo, server };
+}
+
+const setV = (repo: TestRepo, v: string) => repo.write('train.mjs', repo.read('train.mjs').replace(/const V = [^;]+;/, `const V = ${v};`));
+
+describe('the pool over stdio, 4 fake devices', () => {
+  it('runs 4 candidates at once, each on its own device, queues a fifth, and status shows the pool\'s 4 slots', async () => {
+    const { repo, server } = await serve({ parallel: 8, gpu: { required: true, perRun: 1 }, decision: { rule: 'greedy' } });
+    const started = await server.ok('start_session', { tag: 'pool' });
+    await server.finish(started.baseline.id);
+    repo.write('train.mjs', repo.read('train.mjs').replace('const SLEEP_MS = 700;', 'const SLEEP_MS = 4000;'));
+    const ids: number[] = [];
+    for (let i = 1; i <= 5; i++) {
+      setV(repo, `1.0 - ${i} / 100`);
+      ids.push((await server.ok('run_experiment', { description: `V - ${i}%`, wait_seconds: 0 })).experiment.id);
+    }
+    const parallel = (await server.ok('status')).parallel;
+    expect(parallel.slots).toBe(4); // parallel 8, bounded by what the pool holds
+    expect(parallel.inFlight.map((e: { id: number }) => e.id)).toEqual(ids.slice(0, 4));
+    expect(parallel.queued).toEqual([ids[4]]);
+    const ended = await Promise.all(ids.map((id) => server.finish(id)));
+    expect(ended.every((e) => e.state === 'measured')).toBe(true);
+    expect(new Set(ended.slice(0, 4).map((e) => e.gpus.join(','))).size).toBe(4);
+  }, 120_000);
+
+  it('spreads one decision\'s repeats over free devices at once, each device measuring both sides', async () => {
+    const { repo, server } = await serve({ parallel: 1, gpu: { required: true, perRun: 1 }, decision: { rule: 'significant', maxRepeats: 4, baselineRepeats: 2 } });
+    const started = await server.ok('start_session', { tag: 'rep' });
+    await server.finish(started.baseline.id);
+    type Row = { id: number; commit: string; gpus: string; started_at: string; ended_at: string };
+    // A small change, about the noise: most such decisions need repeats, but the screening look may end one after its
+    // first run, so candidates are tried until one took repeats.
+    let e: Record<string, any> = {}; // eslint-disable-line @typescript-eslint/no-explicit-any
+    let runs: Row[] = [];
+    for (let attempt = 1; attempt <= 6 && runs.length <= 2; attempt++) {
+      setV(repo, `1.0 - 0.0${attempt}`);
+      const id = (await server.ok('run_experiment', { description: `a small change, try ${attempt}`, wait_seconds: 0 })).experiment.id;
+      e = await server.finish(id);
+      expect(e.state).toBe('measured');
+      const db = new Database(join(repo.dir, '.ratchet', 'ratchet.db'), { readonly: true });
+      runs = db.prepare('SELECT id, "commit", gpus, started_at, ended_at FROM experiments WHERE (id = ? OR repeat_of = ?) AND state = ? ORDER BY id').all(id, id, 'measured') as Row[];
+      db.close();
+      await server.ok('revert', { id });
+    }
+    expect(runs.length).toBeGreaterThan(2);
+    const device = (r: Row) => (JSON.parse(r.gpus) as { indices: number[] }).indices.join(',');
+    const devices = new Set(runs.map(device));
+    expect(devices.size).toBeGreaterThan(1);
+    // Two of its runs went at the same time.
+    const overlap = runs.some((a) => runs.some((b) => a.id < b.id && b.started_at < a.ended_at));
+    expect(overlap).toBe(true);
+    // Every device that ran two or more of them measured both the candidate and the best.
+    for (const d of devices) {
+      const on = runs.filter((r) => device(r) === d);
+      if (on.length >= 2) expect(new Set(on.map((r) => r.commit === e.commit)).size).toBe(2);
+    }
+  }, 120_000);
+});
