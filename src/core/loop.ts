@@ -84,8 +84,10 @@ export class ResearchLoop {
   // ---------------------------------------------------------------- 2. run
 
   runExperiment(input: { description: string; hypothesis?: string }): Promise<ExperimentView> {
-    // Under the repo lock: with several agents, "nothing in flight" and the candidate's parent must still hold when it is recorded.
-    return this.exclusive(() => this.ctx.decideAlone(async () => {
+    // One at a time, under the repo lock: with several agents, "nothing in flight" must still hold when the candidate
+    // is recorded. With several at once nothing needs it (a best that moves meanwhile makes the candidate stale, and the
+    // scheduler takes the lock itself), and leaving it free keeps other servers' hand-offs from waiting on this commit.
+    return this.exclusive(() => this.aloneUnlessParallel(async () => {
       const { session, config } = this.ctx.requireSession();
       this.events.refuseIfFinished(session, config);
       const capacity = capacityOf(config);
@@ -105,6 +107,11 @@ export class ResearchLoop {
       await diffStats.catch((err: unknown) => this.ctx.log.warn({ err, id: candidate.id }, 'could not count the diff'));
       return reports.experimentView(this.ctx, this.ctx.ledger.experiment(candidate.id)!);
     }), { evidenceRefs: true });
+  }
+
+  private aloneUnlessParallel<T>(fn: () => Promise<T>): Promise<T> {
+    const session = this.ctx.hasLedger ? this.ctx.ledger.activeSession() : undefined;
+    return session && capacityOf(this.ctx.configOf(session)) > 1 ? fn() : this.ctx.decideAlone(fn);
   }
 
   /** Launches a candidate's run and follows it; when it ends, the oldest queued candidate takes its slot. */
