@@ -13,6 +13,8 @@ const FINDINGS_FILE = 'integrity.json';
 export const CHAIN_REF = 'refs/ratchet/ledger-head';
 /** Decisions closer together than this share one evidence bundle. */
 const BUNDLE_DELAY_MS = 2_000;
+/** With other agents' servers writing, how often a read re-verifies the whole chain (decisions always do). */
+const FULL_VERIFY_EVERY_MS = 30_000;
 
 /**
  * Detects changes to ratchet's evidence made outside ratchet: a deleted or replaced ledger file, rows
@@ -26,6 +28,9 @@ export class Integrity {
   private sealedRefSha: string | null = null;
   private bundling: Promise<void> = Promise.resolve();
   private bundleTimer: NodeJS.Timeout | null = null;
+  /** Another connection wrote since the chain was last verified in full, and when that was. */
+  private unverified = false;
+  private verifiedAt = 0;
   /** The user's latest accept this server knows of: a newer one, made by the CLI, clears the findings. */
   private lastReseal: number | null = null;
 
@@ -62,8 +67,13 @@ export class Integrity {
     if (this.ctx.opts.observer) return (this.findings = readFindings(this.file));
     this.checkLedgerFile();
     this.lastReseal ??= this.ctx.ledger.lastResealSeq();
-    // Another connection wrote: only then is the whole chain re-verified (an honest reader never writes).
-    if (this.ctx.ledger.externallyModified()) {
+    // Another connection wrote: only then is the whole chain re-verified (an honest reader never writes). With other
+    // agents' servers on the ledger, another connection writes all the time, and a full pass costs O(ledger): reads
+    // then verify at most every FULL_VERIFY_EVERY_MS, while run_experiment and keep (evidenceRefs) always verify first.
+    if (this.ctx.ledger.externallyModified()) this.unverified = true;
+    if (this.unverified && (opts.evidenceRefs || Date.now() - this.verifiedAt >= FULL_VERIFY_EVERY_MS || !this.ctx.registry.agents().length)) {
+      this.unverified = false;
+      this.verifiedAt = Date.now();
       this.takeAccept();
       this.verifyChain();
     }
