@@ -1,5 +1,6 @@
 // The device pool over stdio: the built server on a fake nvidia-smi of 4 devices (the recorded h100x8, narrowed by the
-// server's CUDA_VISIBLE_DEVICES), with 4 runs in flight and a fifth queued, and one decision's repeats spread over devices.
+// server's CUDA_VISIBLE_DEVICES): 4 runs in flight and a fifth queued, stale candidates carried or refused, and one
+// decision's repeats spread over devices.
 import { describe, it, expect, afterEach } from 'vitest';
 import Database from 'better-sqlite3';
 import { delimiter, join } from 'node:path';
@@ -87,5 +88,42 @@ describe('the pool over stdio, 4 fake devices', () => {
       const on = runs.filter((r) => device(r) === d);
       if (on.length >= 2) expect(new Set(on.map((r) => r.commit === e.commit)).size).toBe(2);
     }
+  }, 120_000);
+
+  it('a keep makes the candidates in flight stale: a clean change is carried onto the new best and measured again, a conflicting one is refused with its path', async () => {
+    const { repo, server } = await serve({ parallel: 4, gpu: { required: true, perRun: 1 }, decision: { rule: 'greedy' } });
+    // Two parts of the score on lines far apart, so a change to one carries cleanly over a kept change to the other.
+    repo.write('train.mjs', `const A = 0.5;\n// a line between\n// and another\nconst B = 0.5;\nawait new Promise((r) => setTimeout(r, 1500));\nconsole.log('score: ' + (A + B).toFixed(5));\n`);
+    repo.commitAll('two parts');
+    const started = await server.ok('start_session', { tag: 'stale' });
+    await server.finish(started.baseline.id);
+    const submit = async (a: string, b: string, description: string) => {
+      repo.write('train.mjs', repo.read('train.mjs').replace(/const A = [^;]+;/, `const A = ${a};`).replace(/const B = [^;]+;/, `const B = ${b};`));
+      return (await server.ok('run_experiment', { description, wait_seconds: 0 })).experiment.id as number;
+    };
+    const first = await submit('0.3', '0.5', 'lower A');
+    const clash = await submit('0.2', '0.5', 'lower A more'); // the same line as the first
+    const clean = await submit('0.5', '0.3', 'lower B'); // another line
+    const running = (await server.ok('status')).parallel.inFlight.map((e: { id: number }) => e.id);
+    expect(running).toEqual([first, clash, clean]);
+    for (const id of [first, clash, clean]) expect((await server.finish(id)).state).toBe('measured');
+    await server.ok('keep', { id: first });
+
+    const conflict = await server.call('keep', { id: clash });
+    expect(conflict.isError).toBe(true);
+    expect(conflict.content[0]!.text).toContain('[stale_candidate]');
+    expect(conflict.content[0]!.text).toContain('conflicts with the new best in train.mjs');
+
+    const carried = await server.call('keep', { id: clean });
+    expect(carried.isError).toBe(true);
+    const again = (JSON.parse(/^Details: (.*)$/m.exec(carried.content[0]!.text)![1]!) as { remeasuredAs: number }).remeasuredAs;
+    const remeasured = await server.finish(again);
+    expect(remeasured.metric).toBeCloseTo(0.6); // both changes, measured together on the new best
+    await server.ok('keep', { id: again });
+    const best = repo.git('show', 'ratchet/stale:train.mjs');
+    expect(best).toContain('const A = 0.3;');
+    expect(best).toContain('const B = 0.3;');
+    const list = (await server.ok('list_experiments', { limit: 10 })).experiments as { id: number; verdict: string | null }[];
+    expect(list.find((e) => e.id === clash)?.verdict).toBe('reverted'); // kept as evidence, decided
   }, 120_000);
 });
