@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { AGENT_FILE, AGENT_NAME, resolveHome } from './core/agents/home.js';
 import { AgentRegistry, endInstance, newInstance } from './core/agents/registry.js';
+import { agentRoster } from './core/agents/roster.js';
 import { Ledger, ledgerPath } from './core/ledger.js';
 import { MAIN_AGENT } from './core/ledger/schema.js';
 import { runGit } from './core/git.js';
@@ -26,10 +27,7 @@ export async function runWorktree(repo: string, action: string | undefined, name
   if (existsSync(path)) return fail(`${path} already exists; pass --path with a new directory.`);
 
   mkdirSync(join(repo, '.ratchet'), { recursive: true });
-  const ledger = new Ledger(ledgerPath(repo));
-  const instance = newInstance();
-  try {
-    const registry = new AgentRegistry(ledger.db, instance);
+  return withRegistry(repo, async (ledger, registry) => {
     const taken = registry.agent(name);
     if (taken && existsSync(taken.worktree)) return fail(`agent "${name}" already has a worktree at ${taken.worktree}; pick another name.`);
     const session = ledger.activeSession();
@@ -55,27 +53,26 @@ export async function runWorktree(repo: string, action: string | undefined, name
     say('');
     say('After another agent keeps a change, the sync tool (or revert) brings an agent\'s tree to the new best.');
     return 0;
-  } finally {
-    endInstance(instance);
-    ledger.close();
-  }
+  });
 }
 
-function list(repo: string): number {
+function list(repo: string): Promise<number> | number {
   const home = resolveHome(repo).home;
   if (!existsSync(ledgerPath(home))) return fail(`no ratchet ledger in ${home} yet; start a session first.`);
-  const ledger = new Ledger(ledgerPath(home));
-  const instance = newInstance();
-  try {
-    const registry = new AgentRegistry(ledger.db, instance);
-    const session = ledger.activeSession();
-    const rows = [{ name: MAIN_AGENT, worktree: home }, ...registry.agents()];
-    for (const a of rows) {
-      const counts = session ? ledger.agentCounts(session.id, a.name) : { inFlight: 0, kept: 0 };
-      const base = session ? registry.baseOf(a.name, session.id) : null;
-      say(`${a.name}\t${a.worktree}${existsSync(a.worktree) ? '' : ' (missing)'}\tin flight ${counts.inFlight}\tkept ${counts.kept}${session && base && base !== session.bestCommit ? '\tbehind the best' : ''}`);
+  return withRegistry(home, async (ledger, registry) => {
+    for (const a of agentRoster(ledger, registry, home, ledger.activeSession())) {
+      say(`${a.name}\t${a.worktree}${existsSync(a.worktree) ? '' : ' (missing)'}\tin flight ${a.inFlight}\tkept ${a.kept}${a.behind ? '\tbehind the best' : ''}`);
     }
     return 0;
+  });
+}
+
+/** The repo's ledger and its agents for the length of `fn`, as a short-lived writer that drives no run. */
+async function withRegistry<T>(repo: string, fn: (ledger: Ledger, registry: AgentRegistry) => Promise<T>): Promise<T> {
+  const ledger = new Ledger(ledgerPath(repo));
+  const instance = newInstance();
+  try {
+    return await fn(ledger, new AgentRegistry(ledger.db, instance));
   } finally {
     endInstance(instance);
     ledger.close();

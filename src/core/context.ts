@@ -16,6 +16,7 @@ import { noiseOf, onMachine, type Machine } from './decision.js';
 import { resolveHome } from './agents/home.js';
 import { AgentRegistry, endInstance, newInstance } from './agents/registry.js';
 import { withRepoLock } from './agents/repo-lock.js';
+import { baseFor } from './agents/roster.js';
 import type { PooledNoise } from './statistics.js';
 
 export interface LoopOptions {
@@ -123,7 +124,7 @@ export class LoopContext {
    * session on its best; an agent's worktree that has none in this session (added before it started) must sync first.
    */
   baseOf(session: SessionRow): string | null {
-    return this.registry.baseOf(this.agent, session.id) ?? (this.linked ? null : session.bestCommit);
+    return baseFor(this.registry, this.agent, session);
   }
 
   /**

@@ -20,6 +20,7 @@ import { readLogTail } from './runner/runner.js';
 import { caseModel, sensitivity } from './sensitivity.js';
 import { capacityOf, slots, undecidedCandidates } from './parallel.js';
 import { MAIN_AGENT } from './ledger/schema.js';
+import { agentRoster } from './agents/roster.js';
 import { minimumDetectableEffect, summarize } from './statistics.js';
 import type { DecisionReport, ExperimentView, MetricReport, Noise, SessionView, Status } from './views.js';
 
@@ -278,18 +279,13 @@ function parallelView(ctx: LoopContext, session: SessionRow, config: Config, poo
 
 /** This server's agent, where its tree stands, and every agent of the ledger with what it has in flight and kept. */
 function agentView(ctx: LoopContext, session: SessionRow | undefined): Status['agent'] {
-  const registered = ctx.hasLedger ? ctx.registry.agents() : [];
-  const names = [MAIN_AGENT, ...registered.map((a) => a.name).filter((n) => n !== MAIN_AGENT)];
   const base = session ? ctx.baseOf(session) : null;
+  const roster = ctx.hasLedger ? agentRoster(ctx.ledger, ctx.registry, ctx.home, session) : [{ name: MAIN_AGENT, worktree: ctx.home, inFlight: 0, kept: 0 }];
   return {
     name: ctx.agent,
     base,
     behind: session !== undefined && base !== session.bestCommit,
-    agents: names.map((name) => ({
-      name,
-      worktree: name === MAIN_AGENT ? ctx.home : registered.find((a) => a.name === name)!.worktree,
-      ...(session ? ctx.ledger.agentCounts(session.id, name) : { inFlight: 0, kept: 0 }),
-    })),
+    agents: roster.map(({ name, worktree, inFlight, kept }) => ({ name, worktree, inFlight, kept })),
   };
 }
 

@@ -144,6 +144,11 @@ describe('several agents on one ledger', () => {
     expect(readFileSync(join(winnerDir, 'train.mjs'), 'utf8')).toBe(bestTrain);
     expect(readFileSync(join(loserDir, 'train.mjs'), 'utf8')).toBe(bestTrain);
     expect((await winner.call('status')).structuredContent!.agent.behind).toBe(false);
+    // `ratchet worktree list` shows both agents, each with its one keep, neither behind the best.
+    const roster = execFileSync(process.execPath, [CLI, 'worktree', 'list', '--repo', b.path], { encoding: 'utf8' }).trim().split('\n');
+    expect(roster).toHaveLength(2);
+    expect(roster[0]).toMatch(/^main\t.*\tin flight 0\tkept 1$/);
+    expect(roster[1]).toMatch(/^b\t.*\tin flight 0\tkept 1$/);
 
     // Filters by agent, and the agent of every experiment is recorded.
     const listed = await main.call('list_experiments', { agent: 'b' });

@@ -1,7 +1,7 @@
 // The agents of one ledger: who they are, which best each one's tree was last brought to, and which server drives a run.
 import { randomBytes } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import { currentHolder, holderState, type Holder } from '../pool/holder.js';
+import { currentHolder, holderOfRow, holderState, sameHolder, type Holder, type HolderColumns } from '../pool/holder.js';
 
 export interface AgentRow {
   name: string;
@@ -35,15 +35,10 @@ export function endInstance(id: string): void {
 
 const now = () => new Date().toISOString();
 
-type OwnerRow = {
+type OwnerRow = HolderColumns & {
   experiment_id: number;
   agent: string;
   instance: string;
-  holder_pid: number;
-  holder_start: string | null;
-  holder_boot: string | null;
-  holder_pidns: string | null;
-  holder_host: string;
   claimed_at: string;
 };
 
@@ -132,8 +127,7 @@ export class AgentRegistry {
   /** True when the owner can no longer drive: its process died, or it is a loop of this process that has closed. */
   isGone(owner: RunOwner): boolean {
     const h = owner.holder;
-    const mine = h.pid === this.me.pid && h.start === this.me.start && h.host === this.me.host && h.pidns === this.me.pidns;
-    if (mine) return owner.instance !== this.instance && !liveInstances.has(owner.instance);
+    if (sameHolder(h, this.me)) return owner.instance !== this.instance && !liveInstances.has(owner.instance);
     return holderState(h, this.me) === 'dead';
   }
 }
@@ -143,7 +137,7 @@ function toOwner(r: OwnerRow): RunOwner {
     experimentId: r.experiment_id,
     agent: r.agent,
     instance: r.instance,
-    holder: { pid: r.holder_pid, start: r.holder_start, boot: r.holder_boot, pidns: r.holder_pidns, host: r.holder_host },
+    holder: holderOfRow(r),
     claimedAt: r.claimed_at,
   };
 }

@@ -15,6 +15,24 @@ export interface Holder {
   host: string;
 }
 
+/** How a holder is stored in a ledger row (leases, run_owners): five columns. */
+export interface HolderColumns {
+  holder_pid: number;
+  holder_start: string | null;
+  holder_boot: string | null;
+  holder_pidns: string | null;
+  holder_host: string;
+}
+
+export function holderOfRow(r: HolderColumns): Holder {
+  return { pid: r.holder_pid, start: r.holder_start, boot: r.holder_boot, pidns: r.holder_pidns, host: r.holder_host };
+}
+
+/** The same process: pid, start time, host and pid namespace all agree (the boot id follows from the start time). */
+export function sameHolder(a: Holder, b: Holder): boolean {
+  return a.pid === b.pid && a.start === b.start && a.host === b.host && a.pidns === b.pidns;
+}
+
 /** alive or dead as far as this process can tell; unknown when the holder lives on another machine or in another container. */
 export type HolderState = 'alive' | 'dead' | 'unknown';
 

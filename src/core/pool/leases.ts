@@ -1,6 +1,6 @@
 // Leases on the pool's resources (a GPU or MIG instance by UUID, a CPU slot), kept in the ledger so every process sees them.
 import type Database from 'better-sqlite3';
-import { currentHolder, holderState, type Holder } from './holder.js';
+import { currentHolder, holderOfRow, holderState, sameHolder, type Holder, type HolderColumns } from './holder.js';
 
 export interface Lease {
   id: number;
@@ -28,15 +28,10 @@ export interface LeaseOptions {
 export const gpuResource = (uuid: string) => `gpu:${uuid}`;
 export const cpuResource = (slot: number) => `cpu:${slot}`;
 
-type Row = {
+type Row = HolderColumns & {
   id: number;
   resource: string;
   experiment_id: number | null;
-  holder_pid: number;
-  holder_start: string | null;
-  holder_boot: string | null;
-  holder_pidns: string | null;
-  holder_host: string;
   acquired_at: string;
 };
 
@@ -160,16 +155,12 @@ export class Leases {
   }
 }
 
-function sameHolder(a: Holder, b: Holder): boolean {
-  return a.pid === b.pid && a.start === b.start && a.host === b.host && a.pidns === b.pidns;
-}
-
 function toLease(r: Row): Lease {
   return {
     id: r.id,
     resource: r.resource,
     experimentId: r.experiment_id,
-    holder: { pid: r.holder_pid, start: r.holder_start, boot: r.holder_boot, pidns: r.holder_pidns, host: r.holder_host },
+    holder: holderOfRow(r),
     acquiredAt: r.acquired_at,
   };
 }
