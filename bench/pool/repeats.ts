@@ -4,13 +4,12 @@
 //   npx tsx bench/pool/repeats.ts [--sleep 2] [--devices 1,4] [--sandbox auto|required|off]
 //
 // One agent, `parallel: 1`, so each decision has the pool to itself. Progress goes to stderr; the report to stdout.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
-import { connect } from './server.js';
+import { connect, makeBenchRepo } from './server.js';
 
 /** Each candidate's true change to a score of 1.0 (lower is better), with noise of sd ~0.03 per run. */
 const CANDIDATES = [-0.08, 0, -0.06, 0.05, -0.1, 0];
@@ -22,24 +21,14 @@ function runCommand(sleep: number): string {
 }
 
 function makeRepo(root: string, sleep: number, sandbox: string): string {
-  const dir = join(root, 'repo');
-  mkdirSync(dir);
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=bench', '-c', 'user.email=bench@localhost', ...args], { cwd: dir, stdio: 'pipe' });
-  git('init', '-q', '-b', 'main');
-  writeFileSync(join(dir, 'value.txt'), '1.0\n');
-  const config = {
-    editable: ['value.txt'],
+  return makeBenchRepo(root, '1.0', {
     run: { command: runCommand(sleep), budgetSeconds: sleep + 60, graceSeconds: 1 },
     metric: { name: 'score', direction: 'minimize' },
     decision: { rule: 'significant', confidence: 0.95, maxRepeats: 4, baselineRepeats: 4 },
     parallel: 1,
     gpu: { required: true, perRun: 1 },
     sandbox,
-  };
-  writeFileSync(join(dir, 'ratchet.json'), JSON.stringify(config, null, 2) + '\n');
-  git('add', '-A');
-  git('commit', '-q', '-m', 'bench baseline');
-  return dir;
+  });
 }
 
 interface Decision {

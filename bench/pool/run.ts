@@ -9,13 +9,13 @@
 //
 // Progress goes to stderr; the Markdown report to stdout. `npm run build` first: the server is dist/cli.js.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { median, quantile, splitByCalls, summarize, type Handoff, type Interval, type PoolSummary, type RunTimes } from './measure.js';
 import { readRuns } from './read.js';
-import { CLI, connect, countQueries, FIXTURE, type Call, type CallTimes } from './server.js';
+import { CLI, connect, countQueries, FIXTURE, makeBenchRepo, type Call, type CallTimes } from './server.js';
 
 const TARGETS = { busy: 0.95, gapMs: 200, speedup: { devices: 4, atLeast: 3.6 } };
 
@@ -50,13 +50,7 @@ function runCommand(sleep: number): string {
 }
 
 function makeRepo(root: string, opts: Options): string {
-  const dir = join(root, 'repo');
-  mkdirSync(dir);
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=bench', '-c', 'user.email=bench@localhost', ...args], { cwd: dir, stdio: 'pipe' });
-  git('init', '-q', '-b', 'main');
-  writeFileSync(join(dir, 'value.txt'), '0\n');
-  const config = {
-    editable: ['value.txt'],
+  return makeBenchRepo(root, '0', {
     protected: [],
     run: { command: runCommand(opts.sleep), budgetSeconds: Math.ceil(opts.sleep) + 60, graceSeconds: 1 },
     metric: { name: 'score', direction: 'minimize' },
@@ -64,11 +58,7 @@ function makeRepo(root: string, opts: Options): string {
     parallel: 8,
     gpu: { required: true, perRun: 1 },
     sandbox: opts.sandbox,
-  };
-  writeFileSync(join(dir, 'ratchet.json'), JSON.stringify(config, null, 2) + '\n');
-  git('add', '-A');
-  git('commit', '-q', '-m', 'bench baseline');
-  return dir;
+  });
 }
 
 const settled = (state: string) => state !== 'running' && state !== 'queued';

@@ -1,5 +1,6 @@
 // The built server over stdio as the pool benchmarks drive it: on the fake nvidia-smi, narrowed to n devices.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -55,3 +56,16 @@ export function countQueries(root: string): { gpu: number; list: number; apps: n
   return { gpu: lines.filter((l) => l.startsWith('--query-gpu')).length, list: lines.filter((l) => l === '-L').length, apps: lines.filter((l) => l.startsWith('--query-compute-apps')).length };
 }
 
+
+/** A fresh git repo at <root>/repo whose one editable file, value.txt, starts at `value`, committed with `config`. */
+export function makeBenchRepo(root: string, value: string, config: Record<string, unknown>): string {
+  const dir = join(root, 'repo');
+  mkdirSync(dir);
+  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=bench', '-c', 'user.email=bench@localhost', ...args], { cwd: dir, stdio: 'pipe' });
+  git('init', '-q', '-b', 'main');
+  writeFileSync(join(dir, 'value.txt'), `${value}\n`);
+  writeFileSync(join(dir, 'ratchet.json'), JSON.stringify({ editable: ['value.txt'], ...config }, null, 2) + '\n');
+  git('add', '-A');
+  git('commit', '-q', '-m', 'bench baseline');
+  return dir;
+}
