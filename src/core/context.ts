@@ -64,6 +64,10 @@ export class LoopContext {
   /** One driver per in-flight experiment: it follows the run to its result and records it. */
   readonly drivers = new Map<number, Promise<void>>();
   closed = false;
+  /** When this server opened: a run that failed since is news to its agent until a tool has shown it. */
+  readonly openedAt = Date.now();
+  /** Experiments whose end a tool has shown this server's agent, so wait_experiment {next} reports each failure once. */
+  readonly shownEnded = new Set<number>();
   private ledgerHandle: Ledger | null = null;
   private readonly pinnedByCommit = new Map<string, Pinned>();
 
@@ -208,6 +212,12 @@ export class LoopContext {
     const session = this.hasLedger ? this.ledger.activeSession() : undefined;
     if (!session) throw refusals.noSession();
     return { session, config: this.configOf(session) };
+  }
+
+  /** Notes that a tool has shown the agent how `e` ended (nothing, while it is still going). */
+  shown(e: ExperimentRow): ExperimentRow {
+    if (e.state !== 'running' && e.state !== 'queued') this.shownEnded.add(e.id);
+    return e;
   }
 
   requireExperiment(id: number, session?: SessionRow): ExperimentRow {

@@ -52,6 +52,7 @@ export class Driver {
           ctx.log.info({ id: e.id }, 'the pool filled up meanwhile; the candidate stays queued');
           return e;
         }
+        if (ctx.closed) return e; // shut down mid-lease: the candidate stays queued for the next server
         ctx.log.warn({ err, id: e.id }, 'could not lease what the run needs');
         return this.finish(e.id, 'crashed', `ratchet could not lease what the run needs: ${describeFailure(err)}`);
       }
@@ -86,6 +87,12 @@ export class Driver {
       void this.drive(e.id);
       return updated;
     } catch (err) {
+      // A server closing mid-launch has its git and executor shut under it: that is not the run's failure. The run is
+      // left as it stands, for the next server to cancel (never started) or recover (started).
+      if (ctx.closed) {
+        ctx.log.info({ err, id: e.id }, 'closed while starting the step; left to the next server');
+        return ctx.ledger.experiment(e.id)!;
+      }
       ctx.log.error({ err, id: e.id }, 'could not start the step');
       return this.finish(e.id, 'crashed', `ratchet could not start the ${phase} command: ${describeFailure(err)}`);
     }

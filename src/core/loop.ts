@@ -191,7 +191,7 @@ export class ResearchLoop {
         if (ticker) clearInterval(ticker);
       }
     }
-    return reports.experimentView(this.ctx, this.ctx.ledger.experiment(id)!);
+    return reports.experimentView(this.ctx, this.ctx.shown(this.ctx.ledger.experiment(id)!));
   }
 
   /** Waits for whichever experiment in flight finishes first (up to waitSeconds) and returns it; the oldest still going if none did. */

@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import type { Config } from './config.js';
 import type { LoopContext } from './context.js';
-import type { ExperimentRow, SessionRow } from './ledger.js';
+import type { ExperimentRow, ExperimentState, SessionRow } from './ledger.js';
 import { rebaseCandidate } from './rebase.js';
 import { RatchetError } from './errors.js';
 import * as refusals from './refusals.js';
@@ -36,15 +36,29 @@ export async function nextToFinish(ctx: LoopContext, session: SessionRow, waitMs
   const own = (e: ExperimentRow) => ctx.ledger.agentOf(e.id) === agent;
   const undecided = undecidedCandidates(ctx, session).find(own);
   if (undecided) return undecided;
+  // A candidate that crashed (or timed out, or was pruned) between two calls needs no decision, so it would
+  // otherwise never come back: it is returned once, the oldest first.
+  const failed = unshownFailures(ctx, session).find(own);
+  if (failed) return ctx.shown(failed);
   const { running, queued } = slots(ctx, session);
   const watched = [...running, ...queued].filter(own).map((e) => e.id);
   if (!watched.length) throw refusals.nothingInFlight();
   const deadline = Date.now() + waitMs;
   for (;;) {
     const done = watched.map((id) => ctx.ledger.experiment(id)!).find((e) => e.state !== 'running' && e.state !== 'queued');
-    if (done || Date.now() >= deadline || ctx.closed) return done ?? ctx.ledger.experiment(watched[0]!)!;
+    if (done) return ctx.shown(done);
+    if (Date.now() >= deadline || ctx.closed) return ctx.ledger.experiment(watched[0]!)!;
     await new Promise((resolve) => setTimeout(resolve, 250).unref());
   }
+}
+
+const FAILED: ReadonlySet<ExperimentState> = new Set(['crashed', 'timed_out', 'pruned']);
+
+/** Candidates that ended without a measurement since this server opened, and that no tool has shown its agent yet. */
+function unshownFailures(ctx: LoopContext, session: SessionRow): ExperimentRow[] {
+  const newestFirst = ctx.ledger.listExperiments(session.id, { limit: 50 }).rows;
+  const since = (e: ExperimentRow) => e.endedAt !== null && Date.parse(e.endedAt) >= ctx.openedAt;
+  return newestFirst.filter((e) => e.kind === 'candidate' && FAILED.has(e.state) && since(e) && !ctx.shownEnded.has(e.id)).reverse();
 }
 
 export type StaleOutcome = { kind: 'rebased'; experiment: ExperimentRow; merged: string[] } | { kind: 'conflict'; conflicts: string[] };

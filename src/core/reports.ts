@@ -182,6 +182,7 @@ export function readMetric(ctx: LoopContext, id?: number): MetricReport {
   const { session, config } = ctx.requireSession();
   const e = id === undefined ? ctx.ledger.latestExperiment(session.id) : ctx.requireExperiment(id);
   if (!e) throw refusals.noExperimentYet();
+  ctx.shown(e);
   const comparison = e.metric === null ? null : compare(e.metric, ctx.bestOf(session), config.metric.direction);
   const ran = e.state === 'crashed' || e.state === 'timed_out' || e.state === 'cancelled';
   // A decided experiment shows its recorded verdict; one still measuring shows where it stands.

@@ -17,7 +17,7 @@ export const waitExperiment = defineTool({
   title: 'Wait for an experiment',
   description:
     'Call while an experiment is "running" (after start_session or run_experiment). Waits up to wait_seconds and returns its state; call again if it is still running. ' +
-    'With several experiments in flight (ratchet.json `parallel` > 1), pass `next: true` instead of an id to wait for whichever finishes first (a candidate already measured and awaiting your decision comes back at once). ' +
+    'With several experiments in flight (ratchet.json `parallel` > 1), pass `next: true` instead of an id to wait for whichever finishes first (a candidate already measured and awaiting your decision, or one that crashed or timed out since a tool last showed it, comes back at once). ' +
     'Sends progress notifications every few seconds (elapsed time, budget, last log line) when the client asks for them.',
   kind: 'read',
   idempotent: true,

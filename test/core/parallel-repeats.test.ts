@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ResearchLoop } from '../../src/core/loop.js';
 import type { ExperimentRow } from '../../src/core/ledger.js';
+import type { LoopContext } from '../../src/core/context.js';
+import type { Executor } from '../../src/core/executor/executor.js';
 import { Leases } from '../../src/core/pool/leases.js';
 import { batchSides, nextSide, type Side } from '../../src/core/statistics.js';
 import { silentLogger } from '../../src/log.js';
@@ -248,6 +250,41 @@ describe('parallel repeats', () => {
     const runs = again.ledger.runsOf(id);
     for (const r of inFlight) expect(runs.find((x) => x.id === r)!.state).toBe('measured');
     expect(runs.find((r) => r.id === never.id)).toMatchObject({ state: 'cancelled', reason: 'ratchet restarted before this repeat started' });
+    expect(live(again)).toEqual([]);
+  });
+
+  it('a server closed while it starts a batch leaves the repeat it was starting to the next server: cancelled as never started, not crashed', async () => {
+    const { repo, loop, open } = setup('a100x4');
+    const id = await closeCall(repo, loop);
+    // The second repeat's start closes the server under it, as a shutdown does to its git and executor mid-launch.
+    const ctx = (loop as unknown as { ctx: LoopContext }).ctx;
+    const executorFor = ctx.executorFor.bind(ctx);
+    let interrupted: number | null = null;
+    let started = 0;
+    ctx.executorFor = (config) => {
+      const executor = executorFor(config);
+      const wrapped = Object.create(executor) as Executor;
+      wrapped.start = async (step) => {
+        const run = Number(step.env.RATCHET_EXPERIMENT_ID);
+        if (loop.ledger.experiment(run)!.repeatOf === id && ++started === 2) {
+          interrupted = run;
+          loop.close();
+          throw new Error('git cat-file answered unexpectedly: nothing (it exited)');
+        }
+        return executor.start(step);
+      };
+      return wrapped;
+    };
+    await until(() => interrupted !== null);
+    expect(loop.ledger.experiment(interrupted!)!.state).toBe('queued');
+
+    const again = open();
+    loops.push(again);
+    await again.claim();
+    await again.recover();
+    const ended = await finished(again, id);
+    expect(ended.state, ended.reason ?? '').toBe('measured');
+    expect(again.ledger.experiment(interrupted!)).toMatchObject({ state: 'cancelled', reason: 'ratchet restarted before this repeat started' });
     expect(live(again)).toEqual([]);
   });
 

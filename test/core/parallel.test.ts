@@ -11,14 +11,18 @@ import { silentLogger } from '../../src/log.js';
 import { makeRepo, baseConfig, type TestRepo } from '../helpers/repo.js';
 import { cleanedUpAfterEach, finished, rejection, startWithBaseline } from '../helpers/loop.js';
 
-// Each run waits for its own gate file (named by the run's experiment id) before it prints, so a test decides when each ends.
+// Each run waits for its own gate file (named by the run's experiment id) before it prints, or exits 3 when it finds
+// <id>.crash, so a test decides when and how each ends.
 const TRAIN = `// gated synthetic experiment
 const A = 0;
 const B = 0;
 const C = 0;
 import { existsSync } from 'node:fs';
 const gate = process.env.GATE_DIR + '/' + process.env.RATCHET_EXPERIMENT_ID;
-while (process.env.GATE_DIR && !existsSync(gate) && !existsSync(process.env.GATE_DIR + '/all')) await new Promise((r) => setTimeout(r, 20));
+while (process.env.GATE_DIR && !existsSync(gate) && !existsSync(process.env.GATE_DIR + '/all')) {
+  if (existsSync(gate + '.crash')) process.exit(3);
+  await new Promise((r) => setTimeout(r, 20));
+}
 console.log('score: ' + (10 - A - B - C));
 `;
 
@@ -36,7 +40,8 @@ function setup(parallel: number) {
   const open = (id: number | 'all') => writeFileSync(join(gates, String(id)), '');
   /** From now on each run waits for its own gate. */
   const shut = () => rmSync(join(gates, 'all'), { force: true });
-  return { repo, loop, open, shut };
+  const crash = (id: number) => writeFileSync(join(gates, `${id}.crash`), '');
+  return { repo, loop, open, shut, crash };
 }
 
 function edit(repo: TestRepo, name: 'A' | 'B' | 'C', value: number) {
@@ -88,6 +93,32 @@ describe('parallel experiments', () => {
     // Each candidate was snapshotted when it was submitted: the third holds all three edits, the first only its own.
     expect((await loop.readMetric(ids[0])).experiment.metric).toBe(9);
     expect((await loop.readMetric(ids[2])).experiment.metric).toBe(7);
+  });
+
+  it('wait_experiment {next: true} reports a candidate that crashed between two calls, once, and not one already shown', async () => {
+    const { repo, loop, open, shut, crash } = setup(2);
+    open('all');
+    await startWithBaseline(loop);
+    shut();
+    edit(repo, 'A', 1);
+    const a = await loop.runExperiment({ description: 'A=1, crashes' });
+    edit(repo, 'B', 1);
+    const b = await loop.runExperiment({ description: 'B=1' });
+    crash(a.id);
+    for (let i = 0; i < 200 && loop.ledger.experiment(a.id)!.state === 'running'; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(loop.ledger.experiment(a.id)!.state).toBe('crashed');
+    // The crash needs no decision, yet it is news: it comes back before the one still running, and only once.
+    expect(await loop.waitNext(true, 0)).toMatchObject({ id: a.id, state: 'crashed' });
+    open(b.id);
+    expect(await loop.waitNext(true, 30)).toMatchObject({ id: b.id, state: 'measured' });
+    await loop.revert({ id: b.id });
+    expect((await rejection(loop.waitNext(true, 0))).code).toBe('not_decidable');
+    // A crash the agent already saw through wait_experiment {id} is not reported again.
+    edit(repo, 'C', 1);
+    const c = await loop.runExperiment({ description: 'C=1, crashes' });
+    crash(c.id);
+    expect((await finished(loop, c.id)).state).toBe('crashed');
+    expect((await rejection(loop.waitNext(true, 0))).code).toBe('not_decidable');
   });
 
   it('a candidate whose best moved is carried onto the new best and measured again; keep refuses the stale one and names the new id', async () => {
