@@ -1,4 +1,4 @@
-// `ratchet worktree add <name>`: a git worktree for one more agent, sharing this repo's ledger, pool and best.
+// `ratchet worktree add|list|remove`: git worktrees for more agents, sharing this repo's ledger, pool and best.
 import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { AGENT_FILE, AGENT_NAME, resolveHome } from './core/agents/home.js';
@@ -6,7 +6,8 @@ import { AgentRegistry, endInstance, newInstance } from './core/agents/registry.
 import { agentRoster } from './core/agents/roster.js';
 import { Ledger, ledgerPath } from './core/ledger.js';
 import { MAIN_AGENT } from './core/ledger/schema.js';
-import { runGit } from './core/git.js';
+import { Git, runGit } from './core/git.js';
+import { serverHolding } from './core/server-lock.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const fail = (line: string) => {
@@ -16,7 +17,8 @@ const fail = (line: string) => {
 
 export async function runWorktree(repo: string, action: string | undefined, name: string | undefined, opts: { path?: string }): Promise<number> {
   if (action === 'list') return list(repo);
-  if (action !== 'add') return fail('usage: ratchet worktree add <name> [--path DIR] | ratchet worktree list');
+  if (action === 'remove') return remove(repo, name);
+  if (action !== 'add') return fail('usage: ratchet worktree add <name> [--path DIR] | ratchet worktree list | ratchet worktree remove <name>');
   if (!name || !AGENT_NAME.test(name) || name === MAIN_AGENT) {
     return fail(`give the new agent a name of lowercase letters, digits and dashes (up to 32), other than "${MAIN_AGENT}": ratchet worktree add <name>`);
   }
@@ -65,6 +67,53 @@ function list(repo: string): Promise<number> | number {
     }
     return 0;
   });
+}
+
+/**
+ * Takes an agent's worktree away once its work is safe: refused while it has experiments in flight or a server still
+ * serves it. Its edits in progress are saved under a ref first; its experiments stay in the ledger as evidence.
+ */
+function remove(repo: string, name: string | undefined): Promise<number> | number {
+  if (!name) return fail('name the agent whose worktree to remove: ratchet worktree remove <name> (ratchet worktree list shows them)');
+  if (name === MAIN_AGENT) return fail(`"${MAIN_AGENT}" is the repo's own worktree, not an agent's; it cannot be removed.`);
+  const home = resolveHome(repo).home;
+  if (!existsSync(ledgerPath(home))) return fail(`no ratchet ledger in ${home}, so no agent worktrees either.`);
+  return withRegistry(home, async (ledger, registry) => {
+    const agent = registry.agent(name);
+    if (!agent) return fail(`no agent named "${name}"; ratchet worktree list shows them.`);
+    const session = ledger.activeSession();
+    const inFlight = session ? ledger.agentCounts(session.id, name).inFlight : 0;
+    if (inFlight) return fail(`agent "${name}" has ${inFlight} experiment(s) running or queued; let them end (ratchet worktree list shows them) or have the agent cancel them, then remove it.`);
+    const present = existsSync(agent.worktree);
+    if (present) {
+      const server = await serverHolding(agent.worktree);
+      if (server) return fail(`a ratchet server (pid ${server.pid}) still serves ${agent.worktree}; stop that agent first, then remove it.`);
+      const saved = await saveEdits(agent.worktree, name, session?.tag);
+      if (saved) say(`Its edits in progress are saved under ${saved} (git checkout ${saved} -- . brings them back).`);
+      const removed = await runGit(home, ['worktree', 'remove', '--force', agent.worktree], { allowFail: true });
+      if (removed.code !== 0) return fail(`git worktree remove failed: ${removed.stderr.toString().trim()}. Nothing was unregistered; fix that and run this again.`);
+    }
+    await runGit(home, ['worktree', 'prune'], { allowFail: true });
+    registry.unregister(name);
+    say(`Removed agent "${name}"${present ? ` and its worktree ${agent.worktree}` : ' (its worktree was already gone)'}. Its experiments stay in the ledger, under its name.`);
+    return 0;
+  });
+}
+
+/** The worktree's edits since its HEAD (untracked files too, ignored ones not), as a commit under a ref; null when clean. */
+async function saveEdits(worktree: string, name: string, tag: string | undefined): Promise<string | null> {
+  const status = await runGit(worktree, ['status', '--porcelain', '--untracked-files=all']);
+  if (!status.stdout.toString().trim()) return null;
+  const git = new Git(worktree);
+  try {
+    const head = (await runGit(worktree, ['rev-parse', 'HEAD'])).stdout.toString().trim();
+    const snap = await git.snapshot(head, `ratchet: agent ${name}'s edits in progress when its worktree was removed`);
+    const ref = `refs/ratchet/${tag ?? 'agents'}/removed-${name}-${Date.now()}`;
+    await git.setRef(ref, snap.commit);
+    return ref;
+  } finally {
+    git.close();
+  }
 }
 
 /** The repo's ledger and its agents for the length of `fn`, as a short-lived writer that drives no run. */

@@ -10,7 +10,7 @@ const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 describe('README: Several agents, one ledger', () => {
   it('documents `ratchet worktree add`, sync, the agent filters and the refusals, all of which exist', () => {
     const section = readmeSection('Several agents, one ledger');
-    for (const phrase of ['ratchet worktree add b', 'ratchet worktree list', '`sync`', 'status {agent}', 'list_experiments {agent}', 'behind_best', 'other_agent', 'test/e2e/agents.test.ts']) {
+    for (const phrase of ['ratchet worktree add b', 'ratchet worktree list', 'ratchet worktree remove b', '`sync`', 'status {agent}', 'list_experiments {agent}', 'behind_best', 'other_agent', 'test/e2e/agents.test.ts']) {
       expect(section).toContain(phrase);
     }
     const names = tools.map((t) => t.name);
@@ -19,9 +19,10 @@ describe('README: Several agents, one ledger', () => {
     expect(Object.keys(tools.find((t) => t.name === 'list_experiments')!.input)).toContain('agent');
     const help = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
     expect(help.stderr).toContain('worktree add <name>');
+    expect(help.stderr).toContain('worktree remove <name>');
   });
 
-  it('`ratchet worktree` without add or list says how to use it', () => {
+  it('`ratchet worktree` without add, list or remove says how to use it', () => {
     let stderr = '';
     try {
       execFileSync(process.execPath, [CLI, 'worktree'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -29,5 +30,6 @@ describe('README: Several agents, one ledger', () => {
       stderr = (err as { stderr: string }).stderr;
     }
     expect(stderr).toContain('ratchet worktree add <name>');
+    expect(stderr).toContain('ratchet worktree remove <name>');
   });
 });

@@ -4,7 +4,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import Database from 'better-sqlite3';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -243,5 +243,57 @@ describe('several agents on one ledger', () => {
     const attempt = await spoof.call('revert', {});
     expect(attempt.isError).toBe(true);
     expect(attempt.content[0]!.text).toContain('no `ratchet worktree add` registered');
+  }, 180_000);
+
+  it('`ratchet worktree remove` waits for the agent\'s runs and its server, saves its edits under a ref, and keeps its experiments', async () => {
+    const { repo } = setup();
+    const main = await connect(repo.dir);
+    const started = await main.call('start_session', { tag: 'rm' });
+    await main.finish(started.structuredContent!.baseline.id);
+    const b = addAgent(repo, 'b');
+    const agentB = await connect(b.path);
+    const trainB = join(b.path, 'train.mjs');
+    setLine(trainB, 'B', '0.3');
+    setLine(trainB, 'SLEEP_MS', '2000');
+    const id = (await agentB.call('run_experiment', { description: 'lower B', wait_seconds: 0 })).structuredContent!.experiment.id as number;
+    const remove = (name: string) => {
+      try {
+        return { code: 0, out: execFileSync(process.execPath, [CLI, 'worktree', 'remove', name, '--repo', repo.dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+      } catch (err) {
+        const e = err as { status: number; stderr: string };
+        return { code: e.status, out: e.stderr };
+      }
+    };
+    const busy = remove('b');
+    expect(busy.code).toBe(2);
+    expect(busy.out).toContain('1 experiment(s) running or queued');
+    expect((await agentB.finish(id)).state).toBe('measured');
+    await agentB.call('revert', { id });
+    const served = remove('b');
+    expect(served.code).toBe(2);
+    expect(served.out).toContain(`still serves ${realpathSync(b.path)}`);
+    expect(existsSync(b.path)).toBe(true);
+
+    await agentB.close();
+    setLine(trainB, 'A', '0.1'); // edits in progress, in no experiment
+    writeFileSync(join(b.path, 'notes.txt'), 'an idea for later\n');
+    let done = remove('b');
+    for (let i = 0; i < 50 && done.out.includes('still serves'); i++) {
+      await new Promise((r) => setTimeout(r, 100)); // the server exits once its stdin closes
+      done = remove('b');
+    }
+    expect(done.code, done.out).toBe(0);
+    expect(existsSync(b.path)).toBe(false);
+    const ref = /saved under (\S+) /.exec(done.out)![1]!;
+    expect(repo.git('show', `${ref}:train.mjs`)).toContain('const A = 0.1;');
+    expect(repo.git('show', `${ref}:notes.txt`)).toBe('an idea for later');
+    expect(repo.git('worktree', 'list')).not.toContain(b.path);
+    const roster = execFileSync(process.execPath, [CLI, 'worktree', 'list', '--repo', repo.dir], { encoding: 'utf8' });
+    expect(roster).not.toMatch(/^b\t/m);
+    // Its experiment is still evidence, under its name.
+    const listed = (await main.call('list_experiments', { agent: 'b' })).structuredContent!.experiments as { id: number }[];
+    expect(listed.map((e) => e.id)).toContain(id);
+    expect(remove('b').out).toContain('no agent named "b"');
+    expect(remove('main').out).toContain('cannot be removed');
   }, 180_000);
 });

@@ -56,6 +56,16 @@ export class AgentRegistry {
       .run(name, worktree, now());
   }
 
+  /** The agent is gone (its worktree removed): its name and bases go, while its experiments keep its name as evidence. */
+  unregister(name: string): void {
+    this.db
+      .transaction(() => {
+        this.db.prepare('DELETE FROM agent_bases WHERE agent = ?').run(name);
+        this.db.prepare('DELETE FROM agents WHERE name = ?').run(name);
+      })
+      .immediate();
+  }
+
   agent(name: string): AgentRow | undefined {
     const r = this.db.prepare('SELECT name, worktree, created_at FROM agents WHERE name = ?').get(name) as { name: string; worktree: string; created_at: string } | undefined;
     return r && { name: r.name, worktree: r.worktree, createdAt: r.created_at };
