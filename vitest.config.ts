@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
+    setupFiles: ['test/device-scope.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Runs spawn real process trees and git repos; two cores are all CI has.

@@ -376,14 +376,14 @@ export class ResearchLoop {
   async recover(): Promise<number[]> {
     if (this.heldBy) return [];
     await this.integrity.checkAtStart();
+    // Also before the first session: its queue may wait on a device another server (another repo's too) holds.
+    this.followOthers();
     if (!existsSync(ledgerPath(this.ctx.home))) return [];
     if (this.ctx.linked) this.checkAgentIdentity();
     const active = this.ctx.ledger.activeSession();
     // Leases of a server that died with its runs are given back before anything asks for them.
     if (active) await this.driver.pool.survey(this.ctx.configOf(active)).catch((err: unknown) => this.ctx.log.warn({ err }, 'could not survey the device pool'));
-    const adopted = await this.adoptOrphans();
-    this.followOthers();
-    return adopted;
+    return this.adoptOrphans();
   }
 
   /**
@@ -439,7 +439,8 @@ export class ResearchLoop {
 
   /**
    * With other servers on the ledger (other agents' worktrees), once a second: a run whose server died is adopted, and
-   * a queued candidate starts when another server's run frees a slot (that server may have nothing queued of its own).
+   * a queued candidate starts when another server's run frees a slot (that server may have nothing queued of its own),
+   * or when another repo's server gives back a device this one waits for.
    */
   private followOthers(): void {
     if (this.follower || this.ctx.closed) return;
@@ -462,6 +463,7 @@ export class ResearchLoop {
     this.ctx.closed = true;
     if (this.follower) clearInterval(this.follower);
     this.ctx.endInstance();
+    this.driver.pool.releaseClaims();
     if (!this.heldBy) releaseServerLock(this.repo);
     this.ctx.closeLedger();
     this.ctx.git.close();

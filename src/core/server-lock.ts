@@ -11,6 +11,8 @@ export interface LockHolder {
   since: string;
   /** Kernel start time of the holder, so a pid reused after a reboot is not mistaken for it. */
   startTime?: string;
+  /** The repo the holder serves, where that tells people more than a pid (a device claimed by another repo's server). */
+  repo?: string;
 }
 
 /** How long a second server waits for the holder to say who it is; a stopped holder still holds the lock. */
@@ -128,7 +130,7 @@ export function listen(name: string, me: LockHolder): Promise<Server | null> {
 }
 
 /** The holder's own account of itself; null when nobody answers (it just exited). */
-function askHolder(name: string, lockFile: string): Promise<LockHolder | null> {
+export function askHolder(name: string, lockFile: string): Promise<LockHolder | null> {
   return new Promise((resolveAsk) => {
     let text = '';
     let settled = false;
@@ -157,7 +159,12 @@ function parseHolder(text: string): LockHolder | null {
   try {
     const value = JSON.parse(text) as Partial<LockHolder>;
     if (typeof value.pid === 'number' && Number.isSafeInteger(value.pid) && typeof value.since === 'string') {
-      return { pid: value.pid, since: value.since, ...(typeof value.startTime === 'string' ? { startTime: value.startTime } : {}) };
+      return {
+        pid: value.pid,
+        since: value.since,
+        ...(typeof value.startTime === 'string' ? { startTime: value.startTime } : {}),
+        ...(typeof value.repo === 'string' ? { repo: value.repo.slice(0, 1000) } : {}),
+      };
     }
   } catch {
     // not JSON

@@ -5,7 +5,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import Database from 'better-sqlite3';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { makeRepo, baseConfig, type TestRepo } from '../helpers/repo.js';
 import { connectServer, type ServerClient } from '../helpers/server.js';
@@ -23,13 +23,13 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function serve(config: Record<string, unknown>): Promise<{ repo: TestRepo; server: ServerClient }> {
-  const repo = makeRepo({ 'train.mjs': TRAIN }, baseConfig({ sandbox: 'off', run: { command: 'node train.mjs', budgetSeconds: 60, graceSeconds: 1 }, metric: { name: 'score', direction: 'minimize' }, ...config }));
+async function serve(config: Record<string, unknown>, opts: { train?: string; visible?: string } = {}): Promise<{ repo: TestRepo; server: ServerClient }> {
+  const repo = makeRepo({ 'train.mjs': opts.train ?? TRAIN }, baseConfig({ sandbox: 'off', run: { command: 'node train.mjs', budgetSeconds: 60, graceSeconds: 1 }, metric: { name: 'score', direction: 'minimize' }, ...config }));
   cleanups.push(() => repo.cleanup());
   const state = mkdtempSync(join(tmpdir(), 'ratchet-smi-'));
   cleanups.push(() => rmSync(state, { recursive: true, force: true }));
   const server = await connectServer(repo.dir, {
-    env: { PATH: `${FAKE_SMI_DIR}${delimiter}${process.env.PATH}`, FAKE_NVIDIA_SMI_FIXTURE: 'h100x8', FAKE_NVIDIA_SMI_STATE: state, CUDA_VISIBLE_DEVICES: '0,1,2,3' },
+    env: { PATH: `${FAKE_SMI_DIR}${delimiter}${process.env.PATH}`, FAKE_NVIDIA_SMI_FIXTURE: 'h100x8', FAKE_NVIDIA_SMI_STATE: state, CUDA_VISIBLE_DEVICES: opts.visible ?? '0,1,2,3' },
   });
   cleanups.push(() => server.close());
   return { repo, server };
@@ -132,5 +132,31 @@ console.log('score: ' + (V + NOISE[k % NOISE.length]).toFixed(5));
     expect(best).toContain('const B = 0.3;');
     const list = (await server.ok('list_experiments', { limit: 10 })).experiments as { id: number; verdict: string | null }[];
     expect(list.find((e) => e.id === clash)?.verdict).toBe('reverted'); // kept as evidence, decided
+  }, 120_000);
+
+  it('two repos\' servers on one machine never run on one device at once: the second\'s run waits, queued, for the first\'s to end', async () => {
+    const trace = mkdtempSync(join(tmpdir(), 'ratchet-two-repos-'));
+    cleanups.push(() => rmSync(trace, { recursive: true, force: true }));
+    // Each run notes its repo, its device and when it ran; both servers see only GPU 0, the same device.
+    const train = (name: string) => `import { appendFileSync } from 'node:fs';
+const start = Date.now();
+await new Promise((r) => setTimeout(r, 2500));
+appendFileSync(${JSON.stringify(join(trace, 'runs'))}, JSON.stringify({ repo: '${name}', cuda: process.env.CUDA_VISIBLE_DEVICES, start, end: Date.now() }) + '\\n');
+console.log('score: 1.0');
+`;
+    const config = { parallel: 2, gpu: { required: true, perRun: 1 }, decision: { rule: 'greedy' } };
+    const a = await serve(config, { train: train('a'), visible: '0' });
+    const b = await serve(config, { train: train('b'), visible: '0' });
+    const first = (await a.server.ok('start_session', { tag: 'a' })).baseline;
+    expect(first.state).toBe('running');
+    const second = (await b.server.ok('start_session', { tag: 'b' })).baseline;
+    expect(second.state).toBe('queued');
+    expect((await b.server.ok('status')).parallel.queued).toEqual([second.id]);
+    expect((await a.server.finish(first.id)).state).toBe('measured');
+    expect((await b.server.finish(second.id)).state).toBe('measured');
+    const runs = readFileSync(join(trace, 'runs'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { repo: string; cuda: string; start: number; end: number });
+    expect(runs.map((r) => [r.repo, r.cuda]).sort()).toEqual([['a', '0'], ['b', '0']]);
+    const [x, y] = runs;
+    expect(x!.end <= y!.start || y!.end <= x!.start).toBe(true);
   }, 120_000);
 });

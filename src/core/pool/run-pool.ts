@@ -8,6 +8,8 @@ import type { Phase } from '../measure.js';
 import * as refusals from '../refusals.js';
 import { isSupervisorAlive } from '../runner/result-files.js';
 import { deviceNodes, discoverDevices, type Device, type Discovery } from './discovery.js';
+import { claimDevice, claimedBy, deviceHolder, releaseDevice } from './device-claims.js';
+import { currentHolder, sameHolder } from './holder.js';
 import { cpuResource, gpuResource, Leases, type Lease } from './leases.js';
 import { GpuSampler } from './sampler.js';
 
@@ -48,6 +50,8 @@ const DISCOVERY_REUSE_MS = 5_000;
 export class RunPool {
   private bound: { db: unknown; leases: Leases } | null = null;
   private recent: { key: string; at: number; found: Promise<Discovery> } | null = null;
+  /** Devices some call of this server is between claiming and leasing: not to be given up meanwhile. */
+  private readonly claiming = new Map<string, number>();
 
   constructor(private readonly ctx: LoopContext) {}
 
@@ -81,10 +85,10 @@ export class RunPool {
       if (found.devices.length < config.gpu.perRun) found = await this.discover(config, { fresh: true });
       if (found.devices.length >= config.gpu.perRun) {
         try {
-          return this.acquireGpus(e, config.gpu.perRun, found);
+          return await this.acquireGpus(e, config.gpu.perRun, found);
         } catch {
           // The reused listing may be stale (a device back from a reset, one gone): lease from a fresh one.
-          return this.acquireGpus(e, config.gpu.perRun, await this.discover(config, { fresh: true }));
+          return await this.acquireGpus(e, config.gpu.perRun, await this.discover(config, { fresh: true }));
         }
       }
       if (config.gpu.required) throw tooFewDevices(config.gpu.perRun, found);
@@ -105,8 +109,9 @@ export class RunPool {
       // A repeat that ran on devices of its own (see leaseSpare) gives them back as soon as it ends.
       const own = run.repeatOf !== null && run.state !== 'running' && run.state !== 'queued' ? this.leases().release(run.id, `repeat ${run.id} ended ${run.state}`) : 0;
       const runs = this.ctx.ledger.runsOf(rootId);
-      if (runs.some((r) => r.state === 'running' || r.state === 'queued')) return own;
-      return own + this.leases().release(rootId, `experiment ${rootId} ended ${runs[0]?.state ?? 'unrecorded'}`);
+      const all = runs.some((r) => r.state === 'running' || r.state === 'queued') ? 0 : this.leases().release(rootId, `experiment ${rootId} ended ${runs[0]?.state ?? 'unrecorded'}`);
+      if (own + all) this.settleClaims();
+      return own + all;
     } catch (err) {
       this.ctx.log.error({ err, id: rootId }, 'could not release the leases');
       return 0;
@@ -118,7 +123,12 @@ export class RunPool {
     const run = this.ctx.ledger.experiment(runId);
     if (!run) return 0;
     try {
-      return this.leases().adopt(run.repeatOf ?? run.id) + (run.repeatOf !== null ? this.leases().adopt(run.id) : 0);
+      const adopted = this.leases().adopt(run.repeatOf ?? run.id) + (run.repeatOf !== null ? this.leases().adopt(run.id) : 0);
+      // The dead server's claims on the run's devices died with it: this server holds them now, for the rest of the machine.
+      for (const uuid of run.gpus?.uuids ?? []) {
+        void this.claim(uuid).then((ok) => ok || this.ctx.log.warn({ id: runId, uuid }, 'another ratchet server claimed an adopted run\'s device meanwhile'));
+      }
+      return adopted;
     } catch (err) {
       this.ctx.log.warn({ err, id: runId }, 'could not take over the leases');
       return 0;
@@ -143,13 +153,19 @@ export class RunPool {
         const all = found.devices.map((d) => gpuResource(d.uuid));
         this.logReclaimed(leases.reclaim(all));
         const taken = new Set(leases.live(all).map((l) => l.resource));
-        const free = found.devices.filter((d) => !taken.has(gpuResource(d.uuid)));
+        const free = await this.notHeldElsewhere(found.devices.filter((d) => !taken.has(gpuResource(d.uuid))));
         const same = rankGpus(free.filter((d) => d.name === model));
-        const byResource = new Map(same.map((d) => [gpuResource(d.uuid), d]));
         const runs = Math.min(want.max, Math.floor(same.length / perRun), Math.floor((free.length - want.keepFree * perRun) / perRun));
         for (let i = 0; i < runs; i++) {
-          const grant = leases.acquire({ experimentId: null, resources: [...byResource.keys()], count: perRun });
+          const chosen = await this.claimSome(same, perRun);
+          same.splice(0, same.length, ...same.filter((d) => !chosen.tried.includes(d)));
+          if (chosen.claimed.length < perRun) {
+            this.leaseClaimed(chosen.claimed, () => undefined); // too few: the claims go back
+            break;
+          }
+          const grant = this.leaseClaimed(chosen.claimed, () => leases.acquire({ experimentId: null, resources: chosen.claimed.map((d) => gpuResource(d.uuid)), count: perRun }));
           if (!grant.ok) break;
+          const byResource = new Map(chosen.claimed.map((d) => [gpuResource(d.uuid), d]));
           spares.push({ leaseIds: grant.leases.map((l) => l.id), gpus: assignmentOf(grant.leases.map((l) => byResource.get(l.resource)!)) });
         }
         return spares;
@@ -180,6 +196,7 @@ export class RunPool {
     if (!spares.length) return;
     try {
       this.leases().releaseLeases(spares.flatMap((s) => s.leaseIds), 'no run took it');
+      this.settleClaims();
     } catch (err) {
       this.ctx.log.error({ err }, 'could not give back spare leases; they are reclaimed when this server ends');
     }
@@ -200,6 +217,7 @@ export class RunPool {
     const found = config.gpu ? await discoverFor(this.ctx, config) : { devices: [], gpus: [], error: null, narrowedBy: [] };
     const reclaimed = this.leases().reclaim();
     this.logReclaimed(reclaimed);
+    this.settleClaims();
     return { ...found, leases: this.leases().live(), reclaimed };
   }
 
@@ -239,24 +257,119 @@ export class RunPool {
     });
   }
 
-  private acquireGpus(e: ExperimentRow, perRun: number, found: Discovery): GpuAssignment {
+  private async acquireGpus(e: ExperimentRow, perRun: number, found: Discovery): Promise<GpuAssignment> {
     const ranked = rankGpus(found.devices);
     const byResource = new Map(found.devices.map((d) => [gpuResource(d.uuid), d]));
-    const grant = this.leases().acquire({ experimentId: e.id, resources: ranked.map((d) => gpuResource(d.uuid)), count: perRun });
-    this.logReclaimed(grant.reclaimed);
+    const leases = this.leases();
+    const all = ranked.map((d) => gpuResource(d.uuid));
+    this.logReclaimed(leases.reclaim(all));
+    const live = leases.live(all);
+    // Leases held from before (a second acquire) come back as they are.
+    const held = live.filter((l) => l.experimentId === e.id);
+    const leased = new Set(live.map((l) => l.resource));
+    // Across the machine: a device another repo's server holds is passed over, and the ones taken are claimed first.
+    const chosen = held.length ? { claimed: [], tried: [], elsewhere: [] } : await this.claimSome(ranked.filter((d) => !leased.has(gpuResource(d.uuid))), perRun);
+    const grant = this.leaseClaimed(chosen.claimed, () =>
+      leases.acquire({ experimentId: e.id, resources: held.length ? all : chosen.claimed.map((d) => gpuResource(d.uuid)), count: perRun }),
+    );
     if (!grant.ok) {
-      const held = grant.busy.map((l) => `${describe(byResource.get(l.resource), l.resource)} to ${holderOf(l)}`);
+      const elsewhere = await Promise.all(chosen.elsewhere.map(async (d) => `${describe(d, gpuResource(d.uuid))} to another ratchet server (${describeHolder(await deviceHolder(d.uuid))})`));
+      const busy = [...new Map([...live, ...grant.busy].map((l) => [l.id, l])).values()];
+      const lines = [...busy.map((l) => `${describe(byResource.get(l.resource), l.resource)} to ${holderOf(l)}`), ...elsewhere];
+      const free = ranked.length - new Set(busy.map((l) => l.resource)).size - chosen.elsewhere.length;
       throw new RatchetError(
         'gpu_unavailable',
-        `Experiment ${e.id} needs ${perRun} GPU(s), but only ${ranked.length - grant.busy.length} of the ${ranked.length} in the pool are free: ${held.join('; ')}.`,
-        'Wait for those experiments to end (wait_experiment), or give this server more devices (gpu.pool in ratchet.json, CUDA_VISIBLE_DEVICES).',
-        { busy: grant.busy.map((l) => ({ resource: l.resource, experimentId: l.experimentId, pid: l.holder.pid })) },
+        `Experiment ${e.id} needs ${perRun} GPU(s), but only ${Math.max(0, free)} of the ${ranked.length} in the pool are free: ${lines.join('; ')}.`,
+        chosen.elsewhere.length
+          ? 'Wait for those experiments to end (wait_experiment), or give each repo its own devices (gpu.pool in ratchet.json, CUDA_VISIBLE_DEVICES).'
+          : 'Wait for those experiments to end (wait_experiment), or give this server more devices (gpu.pool in ratchet.json, CUDA_VISIBLE_DEVICES).',
+        {
+          busy: [
+            ...busy.map((l) => ({ resource: l.resource, experimentId: l.experimentId, pid: l.holder.pid })),
+            ...chosen.elsewhere.map((d) => ({ resource: gpuResource(d.uuid), experimentId: null, pid: null, elsewhere: true })),
+          ],
+        },
       );
     }
-    const chosen = grant.leases.map((l) => byResource.get(l.resource)).filter((d): d is Device => d !== undefined);
+    const assigned = grant.leases.map((l) => byResource.get(l.resource)).filter((d): d is Device => d !== undefined);
+    if (held.length) for (const d of assigned) void this.claim(d.uuid);
     // Leases held from before (a second acquire) name devices this listing may lack: the recorded assignment stands.
-    if (chosen.length < grant.leases.length && e.gpus) return e.gpus;
-    return assignmentOf(chosen);
+    if (assigned.length < grant.leases.length && e.gpus) return e.gpus;
+    return assignmentOf(assigned);
+  }
+
+  /**
+   * Claims, machine-wide, the first `count` of `devices` (in order of preference) that no other repo's server holds.
+   * `tried` is every device looked at; `elsewhere` those another server holds. The claims stay marked as being taken
+   * until leaseClaimed records them.
+   */
+  private async claimSome(devices: Device[], count: number): Promise<{ claimed: Device[]; tried: Device[]; elsewhere: Device[] }> {
+    const claimed: Device[] = [];
+    const tried: Device[] = [];
+    const elsewhere: Device[] = [];
+    for (const d of devices) {
+      if (claimed.length >= count) break;
+      tried.push(d);
+      this.claiming.set(d.uuid, (this.claiming.get(d.uuid) ?? 0) + 1);
+      if (await this.claim(d.uuid)) claimed.push(d);
+      else {
+        this.doneClaiming([d]);
+        elsewhere.push(d);
+      }
+    }
+    return { claimed, tried, elsewhere };
+  }
+
+  /** Records leases on claimed devices; whatever the grant, the claims are no longer being taken, and unleased ones go. */
+  private leaseClaimed<T>(claimed: Device[], lease: () => T): T {
+    try {
+      return lease();
+    } finally {
+      this.doneClaiming(claimed);
+      this.settleClaims();
+    }
+  }
+
+  private doneClaiming(devices: Device[]): void {
+    for (const d of devices) {
+      const n = (this.claiming.get(d.uuid) ?? 1) - 1;
+      if (n > 0) this.claiming.set(d.uuid, n);
+      else this.claiming.delete(d.uuid);
+    }
+  }
+
+  private claim(uuid: string): Promise<boolean> {
+    return claimDevice(uuid, this.ctx.home);
+  }
+
+  /** The devices no other repo's server has claimed. */
+  private async notHeldElsewhere(devices: Device[]): Promise<Device[]> {
+    const held = await Promise.all(devices.map(async (d) => {
+      const h = await deviceHolder(d.uuid);
+      return h !== null && !(h.pid === process.pid && h.repo === this.ctx.home);
+    }));
+    return devices.filter((_, i) => !held[i]);
+  }
+
+  /**
+   * Gives up this server's claims on devices it holds no live lease on (a run ended, a lease reclaimed), so other repos'
+   * servers may take them; claims some call is still taking are left alone.
+   */
+  settleClaims(): void {
+    const me = currentHolder();
+    try {
+      const leased = new Set(this.leases().live().filter((l) => sameHolder(l.holder, me)).map((l) => l.resource));
+      for (const uuid of claimedBy(this.ctx.home)) {
+        if (!leased.has(gpuResource(uuid)) && !this.claiming.has(uuid)) releaseDevice(uuid, this.ctx.home);
+      }
+    } catch (err) {
+      this.ctx.log.warn({ err }, 'could not settle the device claims');
+    }
+  }
+
+  /** This server lets go of every device claim it holds (it closes; a later server re-claims what it adopts). */
+  releaseClaims(): void {
+    for (const uuid of claimedBy(this.ctx.home)) releaseDevice(uuid, this.ctx.home);
   }
 
   private acquireCpuSlot(e: ExperimentRow, slots: number): void {
@@ -286,6 +399,11 @@ function assignmentOf(devices: Device[]): GpuAssignment {
 function describe(d: Device | undefined, resource: string): string {
   if (!d) return resource;
   return d.kind === 'mig' ? `MIG ${d.uuid} on GPU ${d.index}` : `GPU ${d.index}`;
+}
+
+function describeHolder(h: { pid: number; repo?: string } | null): string {
+  if (!h) return 'it has just let go; try again';
+  return `${h.pid ? `pid ${h.pid}` : 'pid unknown'}${h.repo ? `, repo ${h.repo}` : ''}`;
 }
 
 function holderOf(l: Lease): string {

@@ -1,6 +1,7 @@
 // The pool through the loop: real repos, ledgers and supervised runs, GPUs from the fake nvidia-smi replaying recorded formats.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +15,8 @@ const { repos, loops } = cleanedUpAfterEach();
 const FAKE_NVIDIA_SMI = fileURLToPath(new URL('../../fixtures/nvidia-smi/nvidia-smi', import.meta.url));
 const GPU7 = 'GPU-27f5b8c3-6a0e-4d41-8c9b-e1d3a7f4025c';
 const MIG = 'MIG-e13a7d58-2f6c-5b94-8d0e-6a4f1c3b7d29';
+/** The built device claims, for a process that stands for another repo's server. */
+const CLAIMS = fileURLToPath(new URL('../../../dist/core/pool/device-claims.js', import.meta.url));
 
 /** A run that says which devices it sees, lists itself as a GPU process, and ends once the sampler has looked at it. */
 const GPU_TRAIN = `// synthetic GPU run
@@ -118,6 +121,47 @@ describe('GPU leases', () => {
     expect(baseline.reason).toContain(`needs 1 GPU(s), but only 0 of the 1 in the pool are free: GPU 7 to a run (pid ${process.pid}`);
     expect(baseline.reason).toContain('Next: Wait for those experiments to end');
     expect(live(loop)).toEqual([[`gpu:${GPU7}`, null]]);
+  });
+
+  it('passes over a device another process has claimed machine-wide (another repo\'s server), says whose, and takes it once the kernel frees it', async () => {
+    // A server of another repo, in another process, holds GPU 7: it shares no ledger with this one.
+    const holder = spawn(process.execPath, ['--input-type=module', '-e', `import { claimDevice } from ${JSON.stringify(CLAIMS)}; if (await claimDevice(${JSON.stringify(GPU7)}, '/srv/other-repo')) console.log('held'); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((r) => holder.once('exit', r));
+    await new Promise<void>((resolve) => holder.stdout.on('data', (d: Buffer) => d.toString().includes('held') && resolve()));
+    try {
+      const { loop } = gpuSetup('h100x8', { pool: [7] });
+      const { baseline: started } = await loop.startSession({ tag: 't1' });
+      const baseline = await finished(loop, started.id);
+      expect(baseline.state).toBe('crashed');
+      expect(baseline.reason).toContain(`only 0 of the 1 in the pool are free: GPU 7 to another ratchet server (pid ${holder.pid}, repo /srv/other-repo)`);
+      expect(baseline.reason).toContain('give each repo its own devices');
+      expect(live(loop)).toEqual([]);
+    } finally {
+      holder.kill('SIGKILL');
+      await exited;
+    }
+    // Its holder died: the kernel freed the claim, and the device serves this machine's next run.
+    const after = gpuSetup('h100x8', { pool: [7] });
+    expect((await startWithBaseline(after.loop)).state).toBe('measured');
+  });
+
+  it('holds a device for one repo while its run goes, even against another repo served by the same process, and lets go when the run ends', async () => {
+    const first = gpuSetup('h100x8', { pool: [7] });
+    // The first repo's run waits for a file, so it holds GPU 7 while the second repo tries it.
+    const firstState = process.env.FAKE_NVIDIA_SMI_STATE!;
+    const go = join(firstState, 'go');
+    first.repo.write('train.mjs', `import { existsSync } from 'node:fs';\nwhile (!existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 20));\nconsole.log('score: 1.0');\n`);
+    first.repo.commitAll('wait for go');
+    const { baseline: running } = await first.loop.startSession({ tag: 'a' });
+    const second = gpuSetup('h100x8', { pool: [7] });
+    const refused = await finished(second.loop, (await second.loop.startSession({ tag: 'b' })).baseline.id);
+    expect(refused.state).toBe('crashed');
+    expect(refused.reason).toContain(`GPU 7 to another ratchet server (pid ${process.pid}, repo `);
+    writeFileSync(go, '');
+    expect((await finished(first.loop, running.id)).state).toBe('measured');
+    // The run ended: its claim went with its lease, so a third repo leases GPU 7 at once.
+    const third = gpuSetup('h100x8', { pool: [7] });
+    expect((await startWithBaseline(third.loop)).state).toBe('measured');
   });
 
   it('gives a run on a MIG instance that instance\'s UUID', async () => {
