@@ -105,6 +105,13 @@ export interface Reverted {
  * With `onlyIfTreeIsCandidate` (several experiments in flight), a tree that already holds other edits than the candidate's
  * is left as it is: the agent has moved on to its next idea, and only the decision is recorded.
  */
+/** Whether one of this agent's latest candidates (the 20 newest experiments) was committed with exactly this tree. */
+async function heldByRecentCandidate(ctx: LoopContext, session: SessionRow, tree: string): Promise<boolean> {
+  const recent = ctx.ledger.listExperiments(session.id, { limit: 20 }).rows.filter((x) => x.kind === 'candidate' && x.commit && ctx.ledger.agentOf(x.id) === ctx.agent);
+  for (const x of recent) if ((await ctx.git.treeOf(x.commit!)) === tree) return true;
+  return false;
+}
+
 export async function revert(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow | undefined, opts: { onlyIfTreeIsCandidate?: boolean } = {}): Promise<Reverted> {
   const { pins } = await ctx.pinned(session);
   const scan = await scanSurface({ repo: ctx.repo, git: ctx.git, baseCommit: session.bestCommit, editable: config.editable, protectedGlobs: config.protected, outputs: config.run.outputs, pins });
@@ -115,7 +122,8 @@ export async function revert(ctx: LoopContext, session: SessionRow, config: Conf
     const snap = scan.violations.length ? await ctx.git.snapshot(session.bestCommit, message) : await commitCandidate({ git: ctx.git, parent: session.bestCommit, scan, message });
     const candidateTree = e?.commit ? await ctx.git.treeOf(e.commit) : null;
     if (opts.onlyIfTreeIsCandidate && snap.tree !== candidateTree) return { experiment: decideReverted(ctx, session, e), resetTo: null, removedUntracked: [], savedWorktree: null };
-    if (snap.tree !== candidateTree) {
+    // A tree that one of the agent's candidates already holds is saved under that experiment's ref: no second copy.
+    if (snap.tree !== candidateTree && !(e === undefined && (await heldByRecentCandidate(ctx, session, snap.tree)))) {
       savedWorktree = `refs/ratchet/${session.tag}/worktree-${Date.now()}`;
       await ctx.git.setRef(savedWorktree, snap.commit);
     }

@@ -1,5 +1,5 @@
 // The research loop, top to bottom as program.md tells it: start a session → run a candidate → wait → keep or revert.
-import { existsSync, mkdirSync, realpathSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import type { RatchetError } from './errors.js';
 import { LoopContext, type LoopOptions } from './context.js';
 import { createCandidate } from './candidate.js';
@@ -15,9 +15,9 @@ import * as reports from './reports.js';
 import { requireOnBranch, startSession } from './session.js';
 import { acquireServerLock, releaseServerLock, serverHolding, type LockHolder } from './server-lock.js';
 import { syncToBest, type Synced } from './agents/sync.js';
-import { capacityOf, carryOntoBest, nextToFinish, slots, staleRefusal } from './parallel.js';
-import { sessionFinished } from './limits.js';
-import type { Config } from './config.js';
+import { identityProblem, OtherServers } from './agents/other-servers.js';
+import { Scheduler } from './scheduler.js';
+import { capacityOf, carryOntoBest, nextToFinish, staleRefusal } from './parallel.js';
 import { SessionEvents } from './session-events.js';
 import { closeSession, stopSession, type Stopped } from './stop.js';
 import type { ExperimentView, MetricReport, SessionView, Status } from './views.js';
@@ -29,7 +29,6 @@ export type { Stopped } from './stop.js';
 export const DEFAULT_WAIT_SECONDS = 45;
 export const MAX_WAIT_SECONDS = 50;
 const PROGRESS_EVERY_MS = 3_000;
-const FOLLOW_OTHERS_MS = 1_000;
 const QUEUED_POLL_MS = 200;
 
 export type RevertResult = Omit<Reverted, 'experiment'> & { experiment: ExperimentView | null };
@@ -47,7 +46,8 @@ export class ResearchLoop {
   // Tool calls arrive concurrently (agents do send parallel calls); every call that changes git or
   // the ledger runs alone, so checks like "nothing is running" still hold when it acts on them.
   private queue: Promise<unknown> = Promise.resolve();
-  private follower: NodeJS.Timeout | null = null;
+  private readonly scheduler: Scheduler;
+  private readonly others: OtherServers;
   /** Set in an agent's worktree that is not the one registered for its agent: this server then changes nothing. */
   private identityProblem: RatchetError | null = null;
 
@@ -59,6 +59,8 @@ export class ResearchLoop {
     this.driver.repeatUntilDecided = (id) => repeatUntilDecided(this.ctx, this.driver, id);
     this.integrity = new Integrity(this.ctx);
     this.events = new SessionEvents(this.ctx);
+    this.scheduler = new Scheduler(this.ctx, this.driver, this.events, (fn) => this.exclusive(fn));
+    this.others = new OtherServers(this.ctx, this.driver, this.events, this.scheduler);
   }
 
   /** The ledger, for the CLI and tests that read it; tools go through the verbs below. */
@@ -103,7 +105,7 @@ export class ResearchLoop {
       // Counted alongside the step's start, which takes longer, and awaited so the view is complete.
       const diffStats = this.ctx.git.diffStats(session.bestCommit, candidate.commit!).then((stats) => this.ctx.ledger.recordDiffStats(candidate.id, stats));
       // First in, first out: a free slot goes to the oldest queued candidate, which may be an earlier one than this.
-      await this.scheduleQueued();
+      await this.scheduler.scheduleQueued();
       await diffStats.catch((err: unknown) => this.ctx.log.warn({ err, id: candidate.id }, 'could not count the diff'));
       return reports.experimentView(this.ctx, this.ctx.ledger.experiment(candidate.id)!);
     }), { evidenceRefs: true });
@@ -112,55 +114,6 @@ export class ResearchLoop {
   private aloneUnlessParallel<T>(fn: () => Promise<T>): Promise<T> {
     const session = this.ctx.hasLedger ? this.ctx.ledger.activeSession() : undefined;
     return session && capacityOf(this.ctx.configOf(session)) > 1 ? fn() : this.ctx.decideAlone(fn);
-  }
-
-  /** Launches a candidate's run and follows it; when it ends, the oldest queued candidate takes its slot. */
-  private async start(candidate: ExperimentRow, config: Config): Promise<void> {
-    // Launch leases the run's GPUs or CPU slot, held through its repeats and given back when it ends.
-    const launched = await this.driver.launch(candidate, config, 'run');
-    if (launched.state === 'queued') return; // the pool filled up meanwhile: it keeps its place
-    const followed = this.driver.drive(launched.id);
-    this.events.follow(launched.id, followed);
-    if (capacityOf(config) > 1) void followed.finally(() => this.startQueued().catch((err: unknown) => this.ctx.log.warn({ err }, 'could not start a queued experiment')));
-  }
-
-  private startQueued(): Promise<void> {
-    return this.exclusive(() => this.scheduleQueued());
-  }
-
-  /**
-   * Starts queued candidates while slots are free, oldest first, whichever agent proposed them; a finished session
-   * cancels them instead. Every server of the repo schedules from the same ledger and pool, one at a time, and a
-   * candidate is started by the one server that claims it.
-   */
-  private scheduleQueued(): Promise<void> {
-    return this.ctx.decideAlone(async () => {
-      if (this.ctx.closed) return;
-      const session = this.ctx.ledger.activeSession();
-      if (!session) return;
-      const config = this.ctx.configOf(session);
-      const { running, queued } = slots(this.ctx, session);
-      if (!queued.length) return;
-      // A stop or a cap cancels what has not started; maxExperiments does not, as it counted these when it admitted them.
-      const finished = sessionFinished(this.ctx, session, config);
-      if (finished && (finished.stopped || finished.cap !== 'maxExperiments')) {
-        for (const q of queued) if (this.driver.claim(q.id)) this.driver.finish(q.id, 'cancelled', 'the session ended before it started');
-        return;
-      }
-      for (const q of queued.slice(0, Math.max(0, (await this.slotsFor(config)) - running.length))) {
-        const fresh = this.ctx.ledger.experiment(q.id)!;
-        if (fresh.state !== 'queued' || fresh.commit === null) continue;
-        // Whichever server sees the slot free starts the oldest candidate, another agent's too, and drives it.
-        this.ctx.registry.take(fresh.id, this.ctx.ledger.agentOf(fresh.id));
-        await this.start(fresh, config);
-      }
-    });
-  }
-
-  /** Runs that may go at once: `parallel`, and no more than the pool holds (GPUs ÷ gpu.perRun, or the CPU slots). */
-  private async slotsFor(config: Config): Promise<number> {
-    const wanted = capacityOf(config);
-    return wanted === 1 ? 1 : Math.max(1, Math.min(wanted, await this.driver.pool.capacity(config)));
   }
 
   // ---------------------------------------------------------------- 3. wait and measure
@@ -226,7 +179,7 @@ export class ResearchLoop {
         const refusal = keepRefusal(this.ctx, session, this.ctx.configOf(session), e, input.force === true, input.reason, measuredAgainst);
         if (refusal) throw refusal;
         const outcome = await carryOntoBest(this.ctx, session, e);
-        if (outcome.kind === 'rebased') await this.scheduleQueued();
+        if (outcome.kind === 'rebased') await this.scheduler.scheduleQueued();
         await this.integrity.seal(session);
         throw staleRefusal(e, outcome);
       }
@@ -377,91 +330,19 @@ export class ResearchLoop {
     if (this.heldBy) return [];
     await this.integrity.checkAtStart();
     // Also before the first session: its queue may wait on a device another server (another repo's too) holds.
-    this.followOthers();
+    this.others.follow();
     if (!existsSync(ledgerPath(this.ctx.home))) return [];
-    if (this.ctx.linked) this.checkAgentIdentity();
+    if (this.ctx.linked) this.identityProblem = identityProblem(this.ctx, this.repo);
     const active = this.ctx.ledger.activeSession();
     // Leases of a server that died with its runs are given back before anything asks for them.
     if (active) await this.driver.pool.survey(this.ctx.configOf(active)).catch((err: unknown) => this.ctx.log.warn({ err }, 'could not survey the device pool'));
-    return this.adoptOrphans();
-  }
-
-  /**
-   * An agent's worktree speaks for the agent `ratchet worktree add` registered at that path, and for no other: a marker
-   * naming another agent (edited by hand, or copied) would let it decide that agent's experiments.
-   */
-  private checkAgentIdentity(): void {
-    const row = this.ctx.registry.agent(this.ctx.agent);
-    let here = this.repo;
-    try {
-      here = realpathSync(this.repo);
-    } catch {
-      // keep the path as given
-    }
-    if (!row || row.worktree !== here) this.identityProblem = refusals.unknownAgent(this.ctx.agent, here, row?.worktree ?? null);
-  }
-
-  /**
-   * Takes over the unfinished experiments no live server drives: all of them after a restart, and those of a server
-   * that died while this one runs. Runs another live server drives are left to it.
-   */
-  private async adoptOrphans(): Promise<number[]> {
-    const unfinished = this.ctx.ledger.unfinishedExperiments();
-    const waiting: number[] = [];
-    const adopted: number[] = [];
-    for (const e of unfinished) {
-      if (this.ctx.drivers.has(e.id)) continue;
-      // A repeat is driven by its experiment's repeat loop, which re-attaches to it.
-      if (e.kind === 'repeat' && unfinished.some((r) => r.id === e.repeatOf)) continue;
-      // A candidate still waiting for a slot never started: it keeps its place in the queue.
-      if (e.state === 'queued' && e.kind === 'candidate' && e.commit && capacityOf(this.ctx.configOf(this.ctx.ledger.session(e.sessionId)!)) > 1) {
-        waiting.push(e.id);
-        continue;
-      }
-      // This loop's own runs (one being launched has no driver yet) are never orphans.
-      const owner = this.ctx.registry.ownerOf(e.kind === 'repeat' && e.repeatOf !== null ? e.repeatOf : e.id);
-      if (owner?.instance === this.ctx.instance) continue;
-      if (!this.driver.claim(e.id)) continue; // a live server drives it
-      adopted.push(e.id);
-      if (e.phase !== 'repeats' && (e.state === 'queued' || !e.supervisorPid || !e.runToken)) {
-        if (e.runToken) await this.ctx.executor.sweep(e.runToken);
-        this.driver.finish(e.id, 'crashed', 'ratchet stopped before the run started');
-        continue;
-      }
-      this.ctx.log.info({ id: e.id, phase: e.phase }, 're-attaching after restart');
-      const followed = this.driver.drive(e.id);
-      this.events.follow(e.id, followed);
-      if (waiting.length) void followed.finally(() => this.startQueued().catch(() => undefined));
-    }
-    if (waiting.length) await this.startQueued();
-    return adopted;
-  }
-
-  /**
-   * With other servers on the ledger (other agents' worktrees), once a second: a run whose server died is adopted, and
-   * a queued candidate starts when another server's run frees a slot (that server may have nothing queued of its own),
-   * or when another repo's server gives back a device this one waits for.
-   */
-  private followOthers(): void {
-    if (this.follower || this.ctx.closed) return;
-    let busy = false;
-    this.follower = setInterval(() => {
-      if (busy || this.ctx.closed || !this.ctx.hasLedger) return;
-      const session = this.ctx.ledger.activeSession();
-      if (!session || capacityOf(this.ctx.configOf(session)) === 1 && !this.ctx.registry.agents().length) return;
-      busy = true;
-      void this.adoptOrphans()
-        .then(() => this.startQueued())
-        .catch((err: unknown) => this.ctx.log.warn({ err }, 'could not follow the other servers'))
-        .finally(() => (busy = false));
-    }, FOLLOW_OTHERS_MS);
-    this.follower.unref();
+    return this.others.adoptOrphans();
   }
 
   /** Stops following runs; their supervisors keep enforcing the budget and a later server records them. */
   close(): void {
     this.ctx.closed = true;
-    if (this.follower) clearInterval(this.follower);
+    this.others.stop();
     this.ctx.endInstance();
     this.driver.pool.releaseClaims();
     if (!this.heldBy) releaseServerLock(this.repo);

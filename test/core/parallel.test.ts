@@ -164,6 +164,14 @@ describe('parallel experiments', () => {
     expect(all.resetTo).toBe(loop.ledger.activeSession()!.bestCommit);
     expect(repo.read('train.mjs')).toContain('const B = 0;');
     expect(existsSync(join(repo.dir, 'train.mjs'))).toBe(true);
+    // The idea in the tree was never submitted: it is saved under a ref of its own.
+    expect(repo.git('show', `${all.savedWorktree}:train.mjs`)).toContain('const B = 1;');
+    // Submitted, it is saved under its experiment's ref already, and revert {} makes no second copy.
+    edit(repo, 'C', 1);
+    const c = await loop.runExperiment({ description: 'C=1' });
+    expect((await loop.revert({})).savedWorktree).toBeNull();
+    expect(repo.read('train.mjs')).toContain('const C = 0;');
+    await finished(loop, c.id);
   });
 
   it('parallel 1 keeps the one-at-a-time rules: a second run is refused while one is in flight', async () => {
