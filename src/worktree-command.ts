@@ -84,6 +84,12 @@ function remove(repo: string, name: string | undefined): Promise<number> | numbe
     const session = ledger.activeSession();
     const inFlight = session ? ledger.agentCounts(session.id, name).inFlight : 0;
     if (inFlight) return fail(`agent "${name}" has ${inFlight} experiment(s) running or queued; let them end (ratchet worktree list shows them) or have the agent cancel them, then remove it.`);
+    // Only its own agent may keep or revert its candidates: once it is gone, an undecided one would hold the session up.
+    const undecided = session ? ledger.listExperiments(session.id, { state: 'measured', limit: 200 }).rows.filter((e) => e.kind === 'candidate' && e.decision === null && ledger.agentOf(e.id) === name) : [];
+    if (undecided.length) {
+      const ids = undecided.map((e) => `#${e.id}`).join(', ');
+      return fail(`agent "${name}" has measured candidate(s) ${ids} awaiting keep or revert, which only it may decide; have it decide them (start its agent in ${agent.worktree}), then remove it.`);
+    }
     const present = existsSync(agent.worktree);
     if (present) {
       const server = await serverHolding(agent.worktree);

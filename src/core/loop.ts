@@ -107,7 +107,8 @@ export class ResearchLoop {
       // First in, first out: a free slot goes to the oldest queued candidate, which may be an earlier one than this.
       await this.scheduler.scheduleQueued();
       await diffStats.catch((err: unknown) => this.ctx.log.warn({ err, id: candidate.id }, 'could not count the diff'));
-      return reports.experimentView(this.ctx, this.ctx.ledger.experiment(candidate.id)!);
+      // A candidate that ended at once (it could not start) is shown to the agent here, so wait {next} does not repeat it.
+      return reports.experimentView(this.ctx, this.ctx.shown(this.ctx.ledger.experiment(candidate.id)!));
     }), { evidenceRefs: true });
   }
 

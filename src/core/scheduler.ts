@@ -44,6 +44,7 @@ export class Scheduler {
         return;
       }
       for (const q of queued.slice(0, Math.max(0, (await this.slotsFor(config)) - running.length))) {
+        if (this.ctx.closed) return; // a server closing starts nothing more
         const fresh = this.ctx.ledger.experiment(q.id)!;
         if (fresh.state !== 'queued' || fresh.commit === null) continue;
         // Whichever server sees the slot free starts the oldest candidate, another agent's too, and drives it.

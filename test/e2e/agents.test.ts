@@ -245,7 +245,7 @@ describe('several agents on one ledger', () => {
     expect(attempt.content[0]!.text).toContain('no `ratchet worktree add` registered');
   }, 180_000);
 
-  it('`ratchet worktree remove` waits for the agent\'s runs and its server, saves its edits under a ref, and keeps its experiments', async () => {
+  it('`ratchet worktree remove` waits for the agent\'s runs, its decisions and its server, saves its edits under a ref, and keeps its experiments', async () => {
     const { repo } = setup();
     const main = await connect(repo.dir);
     const started = await main.call('start_session', { tag: 'rm' });
@@ -268,6 +268,10 @@ describe('several agents on one ledger', () => {
     expect(busy.code).toBe(2);
     expect(busy.out).toContain('1 experiment(s) running or queued');
     expect((await agentB.finish(id)).state).toBe('measured');
+    // Measured, it awaits a decision only agent b may make.
+    const undecided = remove('b');
+    expect(undecided.code).toBe(2);
+    expect(undecided.out).toContain(`#${id} awaiting keep or revert`);
     await agentB.call('revert', { id });
     const served = remove('b');
     expect(served.code).toBe(2);

@@ -110,7 +110,8 @@ export class RunPool {
       const own = run.repeatOf !== null && run.state !== 'running' && run.state !== 'queued' ? this.leases().release(run.id, `repeat ${run.id} ended ${run.state}`) : 0;
       const runs = this.ctx.ledger.runsOf(rootId);
       const all = runs.some((r) => r.state === 'running' || r.state === 'queued') ? 0 : this.leases().release(rootId, `experiment ${rootId} ended ${runs[0]?.state ?? 'unrecorded'}`);
-      if (own + all) this.settleClaims();
+      // Always, even when nothing was released here: another server may have reclaimed the lease as ended first.
+      this.settleClaims();
       return own + all;
     } catch (err) {
       this.ctx.log.error({ err, id: rootId }, 'could not release the leases');
@@ -124,9 +125,19 @@ export class RunPool {
     if (!run) return 0;
     try {
       const adopted = this.leases().adopt(run.repeatOf ?? run.id) + (run.repeatOf !== null ? this.leases().adopt(run.id) : 0);
-      // The dead server's claims on the run's devices died with it: this server holds them now, for the rest of the machine.
-      for (const uuid of run.gpus?.uuids ?? []) {
-        void this.claim(uuid).then((ok) => ok || this.ctx.log.warn({ id: runId, uuid }, 'another ratchet server claimed an adopted run\'s device meanwhile'));
+      // The dead server's claims died with it: this server claims, for the rest of the machine, the devices it now holds
+      // leases on (none for a run that ended meanwhile, or whose lease was reclaimed).
+      const me = currentHolder();
+      const mine = new Set(this.leases().live().filter((l) => sameHolder(l.holder, me)).map((l) => l.resource));
+      const devices = (run.gpus?.uuids ?? []).filter((uuid) => mine.has(gpuResource(uuid)));
+      for (const uuid of devices) this.claiming.set(uuid, (this.claiming.get(uuid) ?? 0) + 1);
+      for (const uuid of devices) {
+        void this.claim(uuid)
+          .then((ok) => ok || this.ctx.log.warn({ id: runId, uuid }, 'another ratchet server claimed an adopted run\'s device meanwhile'))
+          .finally(() => {
+            this.doneClaiming([uuid]);
+            this.settleClaims(); // the run may have ended while the claim was being taken
+          });
       }
       return adopted;
     } catch (err) {
@@ -153,7 +164,7 @@ export class RunPool {
         const all = found.devices.map((d) => gpuResource(d.uuid));
         this.logReclaimed(leases.reclaim(all));
         const taken = new Set(leases.live(all).map((l) => l.resource));
-        const free = await this.notHeldElsewhere(found.devices.filter((d) => !taken.has(gpuResource(d.uuid))));
+        const free = await this.notHeldElsewhere(found.devices.filter((d) => !taken.has(gpuResource(d.uuid)) && !this.claiming.has(d.uuid)));
         const same = rankGpus(free.filter((d) => d.name === model));
         const runs = Math.min(want.max, Math.floor(same.length / perRun), Math.floor((free.length - want.keepFree * perRun) / perRun));
         for (let i = 0; i < runs; i++) {
@@ -268,19 +279,23 @@ export class RunPool {
     const held = live.filter((l) => l.experimentId === e.id);
     const leased = new Set(live.map((l) => l.resource));
     // Across the machine: a device another repo's server holds is passed over, and the ones taken are claimed first.
-    const chosen = held.length ? { claimed: [], tried: [], elsewhere: [] } : await this.claimSome(ranked.filter((d) => !leased.has(gpuResource(d.uuid))), perRun);
+    // A device another call of this server is between claiming and leasing is as good as leased.
+    const open = ranked.filter((d) => !leased.has(gpuResource(d.uuid)) && !this.claiming.has(d.uuid));
+    const chosen = held.length ? { claimed: [], tried: [], elsewhere: [] } : await this.claimSome(open, perRun);
     const grant = this.leaseClaimed(chosen.claimed, () =>
       leases.acquire({ experimentId: e.id, resources: held.length ? all : chosen.claimed.map((d) => gpuResource(d.uuid)), count: perRun }),
     );
     if (!grant.ok) {
-      const elsewhere = await Promise.all(chosen.elsewhere.map(async (d) => `${describe(d, gpuResource(d.uuid))} to another ratchet server (${describeHolder(await deviceHolder(d.uuid))})`));
+      const holders = await Promise.all(chosen.elsewhere.map((d) => deviceHolder(d.uuid)));
+      const elsewhere = chosen.elsewhere.map((d, i) => `${describe(d, gpuResource(d.uuid))} to another ratchet server (${describeHolder(holders[i] ?? null)})`);
+      const otherRepo = holders.some((h) => h?.repo !== undefined && h.repo !== this.ctx.home);
       const busy = [...new Map([...live, ...grant.busy].map((l) => [l.id, l])).values()];
       const lines = [...busy.map((l) => `${describe(byResource.get(l.resource), l.resource)} to ${holderOf(l)}`), ...elsewhere];
       const free = ranked.length - new Set(busy.map((l) => l.resource)).size - chosen.elsewhere.length;
       throw new RatchetError(
         'gpu_unavailable',
         `Experiment ${e.id} needs ${perRun} GPU(s), but only ${Math.max(0, free)} of the ${ranked.length} in the pool are free: ${lines.join('; ')}.`,
-        chosen.elsewhere.length
+        otherRepo
           ? 'Wait for those experiments to end (wait_experiment), or give each repo its own devices (gpu.pool in ratchet.json, CUDA_VISIBLE_DEVICES).'
           : 'Wait for those experiments to end (wait_experiment), or give this server more devices (gpu.pool in ratchet.json, CUDA_VISIBLE_DEVICES).',
         {
@@ -330,11 +345,12 @@ export class RunPool {
     }
   }
 
-  private doneClaiming(devices: Device[]): void {
+  private doneClaiming(devices: (Device | string)[]): void {
     for (const d of devices) {
-      const n = (this.claiming.get(d.uuid) ?? 1) - 1;
-      if (n > 0) this.claiming.set(d.uuid, n);
-      else this.claiming.delete(d.uuid);
+      const uuid = typeof d === 'string' ? d : d.uuid;
+      const n = (this.claiming.get(uuid) ?? 1) - 1;
+      if (n > 0) this.claiming.set(uuid, n);
+      else this.claiming.delete(uuid);
     }
   }
 

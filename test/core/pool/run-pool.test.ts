@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { ResearchLoop } from '../../../src/core/loop.js';
 import { Leases } from '../../../src/core/pool/leases.js';
 import { silentLogger } from '../../../src/log.js';
@@ -162,6 +163,28 @@ describe('GPU leases', () => {
     // The run ended: its claim went with its lease, so a third repo leases GPU 7 at once.
     const third = gpuSetup('h100x8', { pool: [7] });
     expect((await startWithBaseline(third.loop)).state).toBe('measured');
+  });
+
+  it('a restarted server that follows a run whose lease is already gone holds no claim on its device once the run is recorded', async () => {
+    const first = gpuSetup('h100x8', { pool: [7] });
+    const go = join(process.env.FAKE_NVIDIA_SMI_STATE!, 'go');
+    first.repo.write('train.mjs', `import { existsSync } from 'node:fs';\nwhile (!existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 20));\nconsole.log('score: 1.0');\n`);
+    first.repo.commitAll('wait for go');
+    const { baseline } = await first.loop.startSession({ tag: 'a' });
+    first.loop.close(); // the server goes; its run goes on under its supervisor
+    writeFileSync(go, '');
+    // The lease is reclaimed meanwhile (as another server does once the run has ended): the next server finds none.
+    const db = new Database(join(first.repo.dir, '.ratchet', 'ratchet.db'));
+    new Leases(db).release(baseline.id, 'reclaimed by the test');
+    db.close();
+    const again = new ResearchLoop({ repo: first.repo.dir, logger: silentLogger(), nvidiaSmi: FAKE_NVIDIA_SMI, gpuSampleMs: 25 });
+    loops.push(again);
+    await again.claim();
+    await again.recover();
+    expect((await finished(again, baseline.id)).state).toBe('measured');
+    // Nothing holds GPU 7 now: another repo's run takes it.
+    const other = gpuSetup('h100x8', { pool: [7] });
+    expect((await startWithBaseline(other.loop)).state).toBe('measured');
   });
 
   it('gives a run on a MIG instance that instance\'s UUID', async () => {
