@@ -29,7 +29,7 @@ const USAGE = `Usage: ratchet [serve|init|status|stop|close|verify|integrity|sho
   show    one experiment in full: verdict, samples, diff and log tail (ratchet show <id> [--json])
   dashboard  a live, read-only web page of the night (--port P, --host H; beyond loopback it needs the printed token)
   report  the morning report: report.md, report.html, progress.png and progress.svg (--tag T, --out DIR; default .ratchet/report/<tag>/)
-  worktree  several agents on one ledger: \`worktree add <name>\` makes a git worktree for one more agent (--path DIR) and prints how to start it there; \`worktree list\` lists the agents; \`worktree remove <name>\` takes one away, saving its edits under a ref
+  worktree  several agents on one ledger: \`worktree add <name>\` makes a git worktree for one more agent (--path DIR) and prints how to start it there; \`worktree list\` lists the agents; \`worktree remove <name>\` takes one away, saving its edits under a ref (--force also deletes files git ignores there)
   eval    score a skill with binary assertions: ratchet eval [SUITE_DIR] (default evals) [--split train|held-out|all] [--agent CMD] [--trials N] [--concurrency N] [--timeout S] [--json] [--collect DIR | --score DIR]
 
 The repo is --repo, else $CLAUDE_PROJECT_DIR, else the current directory.`;
@@ -143,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'worktree': {
       const { runWorktree } = await import('./worktree-command.js');
-      return runWorktree(repo, positionals[1], positionals[2], { path: values.path });
+      return runWorktree(repo, positionals[1], positionals[2], { path: values.path, force: values.force === true });
     }
     case 'report': {
       const { runReport } = await import('./report-command.js');

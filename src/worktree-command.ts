@@ -15,10 +15,10 @@ const fail = (line: string) => {
   return 2;
 };
 
-export async function runWorktree(repo: string, action: string | undefined, name: string | undefined, opts: { path?: string }): Promise<number> {
+export async function runWorktree(repo: string, action: string | undefined, name: string | undefined, opts: { path?: string; force?: boolean }): Promise<number> {
   if (action === 'list') return list(repo);
-  if (action === 'remove') return remove(repo, name);
-  if (action !== 'add') return fail('usage: ratchet worktree add <name> [--path DIR] | ratchet worktree list | ratchet worktree remove <name>');
+  if (action === 'remove') return remove(repo, name, opts.force === true);
+  if (action !== 'add') return fail('usage: ratchet worktree add <name> [--path DIR] | ratchet worktree list | ratchet worktree remove <name> [--force]');
   if (!name || !AGENT_NAME.test(name) || name === MAIN_AGENT) {
     return fail(`give the new agent a name of lowercase letters, digits and dashes (up to 32), other than "${MAIN_AGENT}": ratchet worktree add <name>`);
   }
@@ -73,7 +73,7 @@ function list(repo: string): Promise<number> | number {
  * Takes an agent's worktree away once its work is safe: refused while it has experiments in flight or a server still
  * serves it. Its edits in progress are saved under a ref first; its experiments stay in the ledger as evidence.
  */
-function remove(repo: string, name: string | undefined): Promise<number> | number {
+function remove(repo: string, name: string | undefined, force: boolean): Promise<number> | number {
   if (!name) return fail('name the agent whose worktree to remove: ratchet worktree remove <name> (ratchet worktree list shows them)');
   if (name === MAIN_AGENT) return fail(`"${MAIN_AGENT}" is the repo's own worktree, not an agent's; it cannot be removed.`);
   const home = resolveHome(repo).home;
@@ -94,6 +94,12 @@ function remove(repo: string, name: string | undefined): Promise<number> | numbe
     if (present) {
       const server = await serverHolding(agent.worktree);
       if (server) return fail(`a ratchet server (pid ${server.pid}) still serves ${agent.worktree}; stop that agent first, then remove it.`);
+      // Ignored files (data, checkpoints, environments) are in no commit: removing the worktree would delete them for good.
+      const ignored = await ignoredFiles(agent.worktree);
+      if (ignored.length && !force) {
+        const shown = ignored.slice(0, 5).join(', ') + (ignored.length > 5 ? `, and ${ignored.length - 5} more` : '');
+        return fail(`${agent.worktree} holds files git ignores, which would be deleted and cannot be saved under a ref: ${shown}. Move what you need, or pass --force to delete them.`);
+      }
       const saved = await saveEdits(agent.worktree, name, session?.tag);
       if (saved) say(`Its edits in progress are saved under ${saved} (git checkout ${saved} -- . brings them back).`);
       const removed = await runGit(home, ['worktree', 'remove', '--force', agent.worktree], { allowFail: true });
@@ -104,6 +110,17 @@ function remove(repo: string, name: string | undefined): Promise<number> | numbe
     say(`Removed agent "${name}"${present ? ` and its worktree ${agent.worktree}` : ' (its worktree was already gone)'}. Its experiments stay in the ledger, under its name.`);
     return 0;
   });
+}
+
+/** Paths git ignores in the worktree (a folder once, as git lists it), ratchet's own state aside. */
+async function ignoredFiles(worktree: string): Promise<string[]> {
+  const listed = await runGit(worktree, ['status', '--porcelain', '--ignored']);
+  return listed.stdout
+    .toString()
+    .split('\n')
+    .filter((l) => l.startsWith('!! '))
+    .map((l) => l.slice(3))
+    .filter((p) => p !== '.ratchet/' && !p.startsWith('.ratchet/'));
 }
 
 /** The worktree's edits since its HEAD (untracked files too, ignored ones not), as a commit under a ref; null when clean. */

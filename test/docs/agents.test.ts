@@ -20,6 +20,7 @@ describe('README: Several agents, one ledger', () => {
     const help = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
     expect(help.stderr).toContain('worktree add <name>');
     expect(help.stderr).toContain('worktree remove <name>');
+    expect(section).toContain('pass `--force`');
   });
 
   it('`ratchet worktree` without add, list or remove says how to use it', () => {

@@ -256,9 +256,9 @@ describe('several agents on one ledger', () => {
     setLine(trainB, 'B', '0.3');
     setLine(trainB, 'SLEEP_MS', '2000');
     const id = (await agentB.call('run_experiment', { description: 'lower B', wait_seconds: 0 })).structuredContent!.experiment.id as number;
-    const remove = (name: string) => {
+    const remove = (name: string, ...flags: string[]) => {
       try {
-        return { code: 0, out: execFileSync(process.execPath, [CLI, 'worktree', 'remove', name, '--repo', repo.dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+        return { code: 0, out: execFileSync(process.execPath, [CLI, 'worktree', 'remove', name, '--repo', repo.dir, ...flags], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
       } catch (err) {
         const e = err as { status: number; stderr: string };
         return { code: e.status, out: e.stderr };
@@ -281,11 +281,18 @@ describe('several agents on one ledger', () => {
     await agentB.close();
     setLine(trainB, 'A', '0.1'); // edits in progress, in no experiment
     writeFileSync(join(b.path, 'notes.txt'), 'an idea for later\n');
-    let done = remove('b');
-    for (let i = 0; i < 50 && done.out.includes('still serves'); i++) {
+    // A checkpoint git ignores is in no commit, so it cannot be saved: removing is refused until --force.
+    writeFileSync(join(repo.dir, '.git', 'info', 'exclude'), '*.ckpt\n', { flag: 'a' });
+    writeFileSync(join(b.path, 'model.ckpt'), 'weights');
+    let kept = remove('b');
+    for (let i = 0; i < 50 && kept.out.includes('still serves'); i++) {
       await new Promise((r) => setTimeout(r, 100)); // the server exits once its stdin closes
-      done = remove('b');
+      kept = remove('b');
     }
+    expect(kept.code).toBe(2);
+    expect(kept.out).toContain('files git ignores, which would be deleted and cannot be saved under a ref: model.ckpt');
+    expect(existsSync(join(b.path, 'model.ckpt'))).toBe(true);
+    const done = remove('b', '--force');
     expect(done.code, done.out).toBe(0);
     expect(existsSync(b.path)).toBe(false);
     const ref = /saved under (\S+) /.exec(done.out)![1]!;
