@@ -345,7 +345,7 @@ export class ResearchLoop {
     this.ctx.closed = true;
     this.others.stop();
     this.ctx.endInstance();
-    this.driver.pool.releaseClaims();
+    this.driver.pool.claims.releaseAll();
     if (!this.heldBy) releaseServerLock(this.repo);
     this.ctx.closeLedger();
     this.ctx.git.close();

@@ -3,6 +3,7 @@
 // which every process on the host sees and the kernel frees when the holder dies.
 import { createHash } from 'node:crypto';
 import type { Server } from 'node:net';
+import type { Logger } from 'pino';
 import { askHolder, listen, self, type LockHolder } from '../server-lock.js';
 
 interface Claim {
@@ -70,4 +71,111 @@ export async function deviceHolder(uuid: string): Promise<LockHolder | null> {
   const mine = claims.get(uuid);
   if (mine) return { ...self(), repo: mine.owner };
   return askHolder(socketName(uuid), '');
+}
+
+/**
+ * One repo's claims in this process, kept in step with the leases its server holds: a device stays claimed while the
+ * server leases it, or while a call is between claiming it and recording the lease (it is being taken).
+ */
+export class RepoClaims {
+  /** Devices some call of this server is between claiming and leasing, with how many calls: not to be given up. */
+  private readonly taking = new Map<string, number>();
+
+  constructor(
+    /** The repo's home: whose claims these are. */
+    private readonly owner: string,
+    /** UUIDs of the devices this process holds live leases on, from the ledger. */
+    private readonly leasedHere: () => Set<string>,
+    private readonly log: Logger,
+  ) {}
+
+  /** A device another call of this server is taking is as good as leased. */
+  isTaking(uuid: string): boolean {
+    return this.taking.has(uuid);
+  }
+
+  /**
+   * Claims the first `count` of `devices` (in order of preference) that no other server holds. `tried` is every device
+   * looked at; `elsewhere` those another server holds. The claimed ones are being taken until `leaseClaimed`.
+   */
+  async claimSome<D extends { uuid: string }>(devices: D[], count: number): Promise<{ claimed: D[]; tried: D[]; elsewhere: D[] }> {
+    const claimed: D[] = [];
+    const tried: D[] = [];
+    const elsewhere: D[] = [];
+    for (const d of devices) {
+      if (claimed.length >= count) break;
+      tried.push(d);
+      if (await this.take(d.uuid)) claimed.push(d);
+      else elsewhere.push(d);
+    }
+    return { claimed, tried, elsewhere };
+  }
+
+  /** Records leases on claimed devices; whatever comes of it, they are no longer being taken, and those not leased go. */
+  leaseClaimed<T>(claimed: { uuid: string }[], record: () => T): T {
+    try {
+      return record();
+    } finally {
+      for (const d of claimed) this.doneTaking(d.uuid);
+      this.settle();
+    }
+  }
+
+  /**
+   * Claims, in the background, the devices among `uuids` this server already leases: a run it adopted from a server
+   * that died (whose claims died with it), or leases an experiment held from before.
+   */
+  claimLeased(uuids: string[], context: Record<string, unknown>): void {
+    const leased = this.leasedHere();
+    for (const uuid of uuids.filter((u) => leased.has(u))) {
+      void this.take(uuid).then((ok) => {
+        // The lease may have ended while the claim was being taken: settling then gives it up.
+        if (ok) this.leaseClaimed([{ uuid }], () => undefined);
+        else this.log.warn({ ...context, uuid }, 'another ratchet server claimed a device this server leases meanwhile');
+      });
+    }
+  }
+
+  /** The devices no other repo's server (nor another process) has claimed. */
+  async notHeldElsewhere<D extends { uuid: string }>(devices: D[]): Promise<D[]> {
+    const elsewhere = await Promise.all(
+      devices.map(async (d) => {
+        const h = await deviceHolder(d.uuid);
+        return h !== null && !(h.pid === process.pid && h.repo === this.owner);
+      }),
+    );
+    return devices.filter((_, i) => !elsewhere[i]);
+  }
+
+  /**
+   * Gives up the claims on devices this server holds no live lease on (a run ended, a lease reclaimed), so other repos'
+   * servers may take them; claims a call is still taking are left alone.
+   */
+  settle(): void {
+    try {
+      const leased = this.leasedHere();
+      for (const uuid of claimedBy(this.owner)) if (!leased.has(uuid) && !this.taking.has(uuid)) releaseDevice(uuid, this.owner);
+    } catch (err) {
+      this.log.warn({ err }, 'could not settle the device claims');
+    }
+  }
+
+  /** Lets go of every claim (the server closes; a later server re-claims what it adopts). */
+  releaseAll(): void {
+    for (const uuid of claimedBy(this.owner)) releaseDevice(uuid, this.owner);
+  }
+
+  /** Claims one device, marked as being taken; a claim that fails is no longer being taken. */
+  private async take(uuid: string): Promise<boolean> {
+    this.taking.set(uuid, (this.taking.get(uuid) ?? 0) + 1);
+    const ok = await claimDevice(uuid, this.owner);
+    if (!ok) this.doneTaking(uuid);
+    return ok;
+  }
+
+  private doneTaking(uuid: string): void {
+    const n = (this.taking.get(uuid) ?? 1) - 1;
+    if (n > 0) this.taking.set(uuid, n);
+    else this.taking.delete(uuid);
+  }
 }

@@ -26,6 +26,8 @@ export interface LeaseOptions {
 }
 
 export const gpuResource = (uuid: string) => `gpu:${uuid}`;
+/** The device UUID a GPU lease names; null for a CPU slot. */
+export const gpuOfResource = (resource: string): string | null => (resource.startsWith('gpu:') ? resource.slice('gpu:'.length) : null);
 export const cpuResource = (slot: number) => `cpu:${slot}`;
 
 type Row = HolderColumns & {

@@ -8,9 +8,9 @@ import type { Phase } from '../measure.js';
 import * as refusals from '../refusals.js';
 import { isSupervisorAlive } from '../runner/result-files.js';
 import { deviceNodes, discoverDevices, type Device, type Discovery } from './discovery.js';
-import { claimDevice, claimedBy, deviceHolder, releaseDevice } from './device-claims.js';
+import { deviceHolder, RepoClaims } from './device-claims.js';
 import { currentHolder, sameHolder } from './holder.js';
-import { cpuResource, gpuResource, Leases, type Lease } from './leases.js';
+import { cpuResource, gpuOfResource, gpuResource, Leases, type Lease } from './leases.js';
 import { GpuSampler } from './sampler.js';
 
 /** GPU looks per step: every 2 s for a short run, up to every 30 s for a long one, so a week-long run keeps a bounded record. */
@@ -50,10 +50,19 @@ const DISCOVERY_REUSE_MS = 5_000;
 export class RunPool {
   private bound: { db: unknown; leases: Leases } | null = null;
   private recent: { key: string; at: number; found: Promise<Discovery> } | null = null;
-  /** Devices some call of this server is between claiming and leasing: not to be given up meanwhile. */
-  private readonly claiming = new Map<string, number>();
+  /** This server's machine-wide claims on the devices it leases. */
+  readonly claims: RepoClaims;
 
-  constructor(private readonly ctx: LoopContext) {}
+  constructor(private readonly ctx: LoopContext) {
+    this.claims = new RepoClaims(ctx.home, () => this.leasedHere(), ctx.log);
+  }
+
+  /** UUIDs of the devices this process holds live leases on. */
+  private leasedHere(): Set<string> {
+    const me = currentHolder();
+    const mine = this.leases().live().filter((l) => sameHolder(l.holder, me));
+    return new Set(mine.map((l) => gpuOfResource(l.resource)).filter((uuid) => uuid !== null));
+  }
 
   /** The leases over the ledger now open (a restored ledger is a new database). */
   leases(): Leases {
@@ -111,7 +120,7 @@ export class RunPool {
       const runs = this.ctx.ledger.runsOf(rootId);
       const all = runs.some((r) => r.state === 'running' || r.state === 'queued') ? 0 : this.leases().release(rootId, `experiment ${rootId} ended ${runs[0]?.state ?? 'unrecorded'}`);
       // Always, even when nothing was released here: another server may have reclaimed the lease as ended first.
-      this.settleClaims();
+      this.claims.settle();
       return own + all;
     } catch (err) {
       this.ctx.log.error({ err, id: rootId }, 'could not release the leases');
@@ -127,18 +136,7 @@ export class RunPool {
       const adopted = this.leases().adopt(run.repeatOf ?? run.id) + (run.repeatOf !== null ? this.leases().adopt(run.id) : 0);
       // The dead server's claims died with it: this server claims, for the rest of the machine, the devices it now holds
       // leases on (none for a run that ended meanwhile, or whose lease was reclaimed).
-      const me = currentHolder();
-      const mine = new Set(this.leases().live().filter((l) => sameHolder(l.holder, me)).map((l) => l.resource));
-      const devices = (run.gpus?.uuids ?? []).filter((uuid) => mine.has(gpuResource(uuid)));
-      for (const uuid of devices) this.claiming.set(uuid, (this.claiming.get(uuid) ?? 0) + 1);
-      for (const uuid of devices) {
-        void this.claim(uuid)
-          .then((ok) => ok || this.ctx.log.warn({ id: runId, uuid }, 'another ratchet server claimed an adopted run\'s device meanwhile'))
-          .finally(() => {
-            this.doneClaiming([uuid]);
-            this.settleClaims(); // the run may have ended while the claim was being taken
-          });
-      }
+      this.claims.claimLeased(run.gpus?.uuids ?? [], { id: runId });
       return adopted;
     } catch (err) {
       this.ctx.log.warn({ err, id: runId }, 'could not take over the leases');
@@ -164,17 +162,17 @@ export class RunPool {
         const all = found.devices.map((d) => gpuResource(d.uuid));
         this.logReclaimed(leases.reclaim(all));
         const taken = new Set(leases.live(all).map((l) => l.resource));
-        const free = await this.notHeldElsewhere(found.devices.filter((d) => !taken.has(gpuResource(d.uuid)) && !this.claiming.has(d.uuid)));
+        const free = await this.claims.notHeldElsewhere(found.devices.filter((d) => !taken.has(gpuResource(d.uuid)) && !this.claims.isTaking(d.uuid)));
         const same = rankGpus(free.filter((d) => d.name === model));
         const runs = Math.min(want.max, Math.floor(same.length / perRun), Math.floor((free.length - want.keepFree * perRun) / perRun));
         for (let i = 0; i < runs; i++) {
-          const chosen = await this.claimSome(same, perRun);
+          const chosen = await this.claims.claimSome(same, perRun);
           same.splice(0, same.length, ...same.filter((d) => !chosen.tried.includes(d)));
           if (chosen.claimed.length < perRun) {
-            this.leaseClaimed(chosen.claimed, () => undefined); // too few: the claims go back
+            this.claims.leaseClaimed(chosen.claimed, () => undefined); // too few: the claims go back
             break;
           }
-          const grant = this.leaseClaimed(chosen.claimed, () => leases.acquire({ experimentId: null, resources: chosen.claimed.map((d) => gpuResource(d.uuid)), count: perRun }));
+          const grant = this.claims.leaseClaimed(chosen.claimed, () => leases.acquire({ experimentId: null, resources: chosen.claimed.map((d) => gpuResource(d.uuid)), count: perRun }));
           if (!grant.ok) break;
           const byResource = new Map(chosen.claimed.map((d) => [gpuResource(d.uuid), d]));
           spares.push({ leaseIds: grant.leases.map((l) => l.id), gpus: assignmentOf(grant.leases.map((l) => byResource.get(l.resource)!)) });
@@ -207,7 +205,7 @@ export class RunPool {
     if (!spares.length) return;
     try {
       this.leases().releaseLeases(spares.flatMap((s) => s.leaseIds), 'no run took it');
-      this.settleClaims();
+      this.claims.settle();
     } catch (err) {
       this.ctx.log.error({ err }, 'could not give back spare leases; they are reclaimed when this server ends');
     }
@@ -228,7 +226,7 @@ export class RunPool {
     const found = config.gpu ? await discoverFor(this.ctx, config) : { devices: [], gpus: [], error: null, narrowedBy: [] };
     const reclaimed = this.leases().reclaim();
     this.logReclaimed(reclaimed);
-    this.settleClaims();
+    this.claims.settle();
     return { ...found, leases: this.leases().live(), reclaimed };
   }
 
@@ -280,9 +278,9 @@ export class RunPool {
     const leased = new Set(live.map((l) => l.resource));
     // Across the machine: a device another repo's server holds is passed over, and the ones taken are claimed first.
     // A device another call of this server is between claiming and leasing is as good as leased.
-    const open = ranked.filter((d) => !leased.has(gpuResource(d.uuid)) && !this.claiming.has(d.uuid));
-    const chosen = held.length ? { claimed: [], tried: [], elsewhere: [] } : await this.claimSome(open, perRun);
-    const grant = this.leaseClaimed(chosen.claimed, () =>
+    const open = ranked.filter((d) => !leased.has(gpuResource(d.uuid)) && !this.claims.isTaking(d.uuid));
+    const chosen = held.length ? { claimed: [], tried: [], elsewhere: [] } : await this.claims.claimSome(open, perRun);
+    const grant = this.claims.leaseClaimed(chosen.claimed, () =>
       leases.acquire({ experimentId: e.id, resources: held.length ? all : chosen.claimed.map((d) => gpuResource(d.uuid)), count: perRun }),
     );
     if (!grant.ok) {
@@ -307,85 +305,10 @@ export class RunPool {
       );
     }
     const assigned = grant.leases.map((l) => byResource.get(l.resource)).filter((d): d is Device => d !== undefined);
-    if (held.length) for (const d of assigned) void this.claim(d.uuid);
+    if (held.length) this.claims.claimLeased(assigned.map((d) => d.uuid), { id: e.id });
     // Leases held from before (a second acquire) name devices this listing may lack: the recorded assignment stands.
     if (assigned.length < grant.leases.length && e.gpus) return e.gpus;
     return assignmentOf(assigned);
-  }
-
-  /**
-   * Claims, machine-wide, the first `count` of `devices` (in order of preference) that no other repo's server holds.
-   * `tried` is every device looked at; `elsewhere` those another server holds. The claims stay marked as being taken
-   * until leaseClaimed records them.
-   */
-  private async claimSome(devices: Device[], count: number): Promise<{ claimed: Device[]; tried: Device[]; elsewhere: Device[] }> {
-    const claimed: Device[] = [];
-    const tried: Device[] = [];
-    const elsewhere: Device[] = [];
-    for (const d of devices) {
-      if (claimed.length >= count) break;
-      tried.push(d);
-      this.claiming.set(d.uuid, (this.claiming.get(d.uuid) ?? 0) + 1);
-      if (await this.claim(d.uuid)) claimed.push(d);
-      else {
-        this.doneClaiming([d]);
-        elsewhere.push(d);
-      }
-    }
-    return { claimed, tried, elsewhere };
-  }
-
-  /** Records leases on claimed devices; whatever the grant, the claims are no longer being taken, and unleased ones go. */
-  private leaseClaimed<T>(claimed: Device[], lease: () => T): T {
-    try {
-      return lease();
-    } finally {
-      this.doneClaiming(claimed);
-      this.settleClaims();
-    }
-  }
-
-  private doneClaiming(devices: (Device | string)[]): void {
-    for (const d of devices) {
-      const uuid = typeof d === 'string' ? d : d.uuid;
-      const n = (this.claiming.get(uuid) ?? 1) - 1;
-      if (n > 0) this.claiming.set(uuid, n);
-      else this.claiming.delete(uuid);
-    }
-  }
-
-  private claim(uuid: string): Promise<boolean> {
-    return claimDevice(uuid, this.ctx.home);
-  }
-
-  /** The devices no other repo's server has claimed. */
-  private async notHeldElsewhere(devices: Device[]): Promise<Device[]> {
-    const held = await Promise.all(devices.map(async (d) => {
-      const h = await deviceHolder(d.uuid);
-      return h !== null && !(h.pid === process.pid && h.repo === this.ctx.home);
-    }));
-    return devices.filter((_, i) => !held[i]);
-  }
-
-  /**
-   * Gives up this server's claims on devices it holds no live lease on (a run ended, a lease reclaimed), so other repos'
-   * servers may take them; claims some call is still taking are left alone.
-   */
-  settleClaims(): void {
-    const me = currentHolder();
-    try {
-      const leased = new Set(this.leases().live().filter((l) => sameHolder(l.holder, me)).map((l) => l.resource));
-      for (const uuid of claimedBy(this.ctx.home)) {
-        if (!leased.has(gpuResource(uuid)) && !this.claiming.has(uuid)) releaseDevice(uuid, this.ctx.home);
-      }
-    } catch (err) {
-      this.ctx.log.warn({ err }, 'could not settle the device claims');
-    }
-  }
-
-  /** This server lets go of every device claim it holds (it closes; a later server re-claims what it adopts). */
-  releaseClaims(): void {
-    for (const uuid of claimedBy(this.ctx.home)) releaseDevice(uuid, this.ctx.home);
   }
 
   private acquireCpuSlot(e: ExperimentRow, slots: number): void {
