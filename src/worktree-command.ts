@@ -7,6 +7,7 @@ import { agentRoster } from './core/agents/roster.js';
 import { Ledger, ledgerPath } from './core/ledger.js';
 import { MAIN_AGENT } from './core/ledger/schema.js';
 import { Git, runGit } from './core/git.js';
+import { undecidedCandidates } from './core/parallel.js';
 import { serverHolding } from './core/server-lock.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -70,8 +71,9 @@ function list(repo: string): Promise<number> | number {
 }
 
 /**
- * Takes an agent's worktree away once its work is safe: refused while it has experiments in flight or a server still
- * serves it. Its edits in progress are saved under a ref first; its experiments stay in the ledger as evidence.
+ * Takes an agent's worktree away once its work is safe: refused while it has experiments in flight or awaiting its
+ * decision, while a server still serves it, and (unless forced) while it holds files git ignores. Its edits in progress
+ * are saved under a ref first; its experiments stay in the ledger as evidence.
  */
 function remove(repo: string, name: string | undefined, force: boolean): Promise<number> | number {
   if (!name) return fail('name the agent whose worktree to remove: ratchet worktree remove <name> (ratchet worktree list shows them)');
@@ -85,7 +87,7 @@ function remove(repo: string, name: string | undefined, force: boolean): Promise
     const inFlight = session ? ledger.agentCounts(session.id, name).inFlight : 0;
     if (inFlight) return fail(`agent "${name}" has ${inFlight} experiment(s) running or queued; let them end (ratchet worktree list shows them) or have the agent cancel them, then remove it.`);
     // Only its own agent may keep or revert its candidates: once it is gone, an undecided one would hold the session up.
-    const undecided = session ? ledger.listExperiments(session.id, { state: 'measured', limit: 200 }).rows.filter((e) => e.kind === 'candidate' && e.decision === null && ledger.agentOf(e.id) === name) : [];
+    const undecided = session ? undecidedCandidates(ledger, session, 200).filter((e) => ledger.agentOf(e.id) === name) : [];
     if (undecided.length) {
       const ids = undecided.map((e) => `#${e.id}`).join(', ');
       return fail(`agent "${name}" has measured candidate(s) ${ids} awaiting keep or revert, which only it may decide; have it decide them (start its agent in ${agent.worktree}), then remove it.`);
@@ -95,12 +97,12 @@ function remove(repo: string, name: string | undefined, force: boolean): Promise
       const server = await serverHolding(agent.worktree);
       if (server) return fail(`a ratchet server (pid ${server.pid}) still serves ${agent.worktree}; stop that agent first, then remove it.`);
       // Ignored files (data, checkpoints, environments) are in no commit: removing the worktree would delete them for good.
-      const ignored = await ignoredFiles(agent.worktree);
+      const { edited, ignored } = await worktreeStatus(agent.worktree);
       if (ignored.length && !force) {
         const shown = ignored.slice(0, 5).join(', ') + (ignored.length > 5 ? `, and ${ignored.length - 5} more` : '');
         return fail(`${agent.worktree} holds files git ignores, which would be deleted and cannot be saved under a ref: ${shown}. Move what you need, or pass --force to delete them.`);
       }
-      const saved = await saveEdits(agent.worktree, name, session?.tag);
+      const saved = edited ? await saveEdits(agent.worktree, name, session?.tag) : null;
       if (saved) say(`Its edits in progress are saved under ${saved} (git checkout ${saved} -- . brings them back).`);
       const removed = await runGit(home, ['worktree', 'remove', '--force', agent.worktree], { allowFail: true });
       if (removed.code !== 0) return fail(`git worktree remove failed: ${removed.stderr.toString().trim()}. Nothing was unregistered; fix that and run this again.`);
@@ -112,21 +114,18 @@ function remove(repo: string, name: string | undefined, force: boolean): Promise
   });
 }
 
-/** Paths git ignores in the worktree (a folder once, as git lists it), ratchet's own state aside. */
-async function ignoredFiles(worktree: string): Promise<string[]> {
-  const listed = await runGit(worktree, ['status', '--porcelain', '--ignored']);
-  return listed.stdout
-    .toString()
-    .split('\n')
-    .filter((l) => l.startsWith('!! '))
-    .map((l) => l.slice(3))
-    .filter((p) => p !== '.ratchet/' && !p.startsWith('.ratchet/'));
+/**
+ * One look at the worktree: whether it has edits since its HEAD (untracked files too), and the paths git ignores there
+ * (a folder once, as git lists it), ratchet's own state aside.
+ */
+async function worktreeStatus(worktree: string): Promise<{ edited: boolean; ignored: string[] }> {
+  const lines = (await runGit(worktree, ['status', '--porcelain', '--ignored'])).stdout.toString().split('\n').filter(Boolean);
+  const ignored = lines.filter((l) => l.startsWith('!! ')).map((l) => l.slice(3));
+  return { edited: lines.some((l) => !l.startsWith('!! ')), ignored: ignored.filter((p) => p !== '.ratchet/' && !p.startsWith('.ratchet/')) };
 }
 
-/** The worktree's edits since its HEAD (untracked files too, ignored ones not), as a commit under a ref; null when clean. */
-async function saveEdits(worktree: string, name: string, tag: string | undefined): Promise<string | null> {
-  const status = await runGit(worktree, ['status', '--porcelain', '--untracked-files=all']);
-  if (!status.stdout.toString().trim()) return null;
+/** The worktree's edits since its HEAD (untracked files too, ignored ones not), as a commit under a ref. */
+async function saveEdits(worktree: string, name: string, tag: string | undefined): Promise<string> {
   const git = new Git(worktree);
   try {
     const head = (await runGit(worktree, ['rev-parse', 'HEAD'])).stdout.toString().trim();

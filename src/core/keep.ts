@@ -76,7 +76,7 @@ export async function keep(ctx: LoopContext, session: SessionRow, config: Config
  */
 export function completeInterruptedKeep(ctx: LoopContext, session: SessionRow, tip: string): boolean {
   // With several in flight (or several agents) the one kept need not be the latest: the branch names it by its commit.
-  const pending = undecidedCandidates(ctx, session).find((c) => c.commit === tip);
+  const pending = undecidedCandidates(ctx.ledger, session).find((c) => c.commit === tip);
   if (!pending || pending.parentCommit !== session.bestCommit) return false;
   if (keepRefusal(ctx, session, ctx.configOf(session), pending, false) !== null) return false;
   const keeper = ctx.ledger.agentOf(pending.id);
@@ -100,11 +100,6 @@ export interface Reverted {
   savedWorktree: string | null;
 }
 
-/**
- * Puts the editable files back at the best commit; whatever was there is first committed under a ref, so no edit is lost.
- * With `onlyIfTreeIsCandidate` (several experiments in flight), a tree that already holds other edits than the candidate's
- * is left as it is: the agent has moved on to its next idea, and only the decision is recorded.
- */
 /** Whether one of this agent's latest candidates (the 20 newest experiments) was committed with exactly this tree. */
 async function heldByRecentCandidate(ctx: LoopContext, session: SessionRow, tree: string): Promise<boolean> {
   const recent = ctx.ledger.listExperiments(session.id, { limit: 20 }).rows.filter((x) => x.kind === 'candidate' && x.commit && ctx.ledger.agentOf(x.id) === ctx.agent);
@@ -112,6 +107,11 @@ async function heldByRecentCandidate(ctx: LoopContext, session: SessionRow, tree
   return false;
 }
 
+/**
+ * Puts the editable files back at the best commit; whatever was there is first committed under a ref, so no edit is lost.
+ * With `onlyIfTreeIsCandidate` (several experiments in flight), a tree that already holds other edits than the candidate's
+ * is left as it is: the agent has moved on to its next idea, and only the decision is recorded.
+ */
 export async function revert(ctx: LoopContext, session: SessionRow, config: Config, e: ExperimentRow | undefined, opts: { onlyIfTreeIsCandidate?: boolean } = {}): Promise<Reverted> {
   const { pins } = await ctx.pinned(session);
   const scan = await scanSurface({ repo: ctx.repo, git: ctx.git, baseCommit: session.bestCommit, editable: config.editable, protectedGlobs: config.protected, outputs: config.run.outputs, pins });

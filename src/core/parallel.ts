@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import type { Config } from './config.js';
 import type { LoopContext } from './context.js';
-import type { ExperimentRow, ExperimentState, SessionRow } from './ledger.js';
+import type { ExperimentRow, ExperimentState, Ledger, SessionRow } from './ledger.js';
 import { rebaseCandidate } from './rebase.js';
 import { RatchetError } from './errors.js';
 import * as refusals from './refusals.js';
@@ -21,9 +21,9 @@ export function slots(ctx: LoopContext, session: SessionRow): { running: Experim
   return { running: mine.filter((e) => e.state === 'running'), queued: mine.filter((e) => e.state === 'queued' && e.commit !== null) };
 }
 
-/** Measured candidates not yet kept or reverted, oldest first (among the 50 newest measured). */
-export function undecidedCandidates(ctx: LoopContext, session: SessionRow): ExperimentRow[] {
-  const newestFirst = ctx.ledger.listExperiments(session.id, { limit: 50, state: 'measured' }).rows;
+/** Measured candidates not yet kept or reverted, oldest first (among the `newest` measured, 50 by default). */
+export function undecidedCandidates(ledger: Ledger, session: SessionRow, newest = 50): ExperimentRow[] {
+  const newestFirst = ledger.listExperiments(session.id, { limit: newest, state: 'measured' }).rows;
   return newestFirst.filter((e) => e.kind === 'candidate' && e.decision === null).reverse();
 }
 
@@ -34,7 +34,7 @@ export function undecidedCandidates(ctx: LoopContext, session: SessionRow): Expe
 export async function nextToFinish(ctx: LoopContext, session: SessionRow, waitMs: number, agent: string): Promise<ExperimentRow> {
   // Each agent follows its own experiments; others' are theirs to decide.
   const own = (e: ExperimentRow) => ctx.ledger.agentOf(e.id) === agent;
-  const undecided = undecidedCandidates(ctx, session).find(own);
+  const undecided = undecidedCandidates(ctx.ledger, session).find(own);
   if (undecided) return undecided;
   // A candidate that crashed (or timed out, or was pruned) between two calls needs no decision, so it would
   // otherwise never come back: it is returned once, the oldest first.

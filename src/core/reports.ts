@@ -275,7 +275,7 @@ function parallelView(ctx: LoopContext, session: SessionRow, config: Config, poo
   // The scheduler's own bound: `parallel`, and no more than the pool holds.
   const wanted = capacityOf(config);
   const slotCount = wanted === 1 || poolCapacity === null ? wanted : Math.max(1, Math.min(wanted, poolCapacity));
-  return { slots: slotCount, inFlight, queued: queued.filter(mine).map((e) => e.id), awaitingDecision: undecidedCandidates(ctx, session).filter(mine).map((e) => e.id) };
+  return { slots: slotCount, inFlight, queued: queued.filter(mine).map((e) => e.id), awaitingDecision: undecidedCandidates(ctx.ledger, session).filter(mine).map((e) => e.id) };
 }
 
 /** This server's agent, where its tree stands, and every agent of the ledger with what it has in flight and kept. */
